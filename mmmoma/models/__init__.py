@@ -1,0 +1,6 @@
+"""Registered MOMA modules (MMPretrain's MODELS registry)."""
+from .align_head import SmoothL1AlignHead
+from .moma import MomaAlgorithm
+from .moma_neck import MomaNeck
+
+__all__ = ['MomaAlgorithm', 'MomaNeck', 'SmoothL1AlignHead']

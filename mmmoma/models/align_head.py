@@ -1,0 +1,102 @@
+"""SmoothL1AlignHead: smooth L1 between student predictions and targets."""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+POSITIONS = ('masked', 'visible', 'all')
+TARGET_NORMS = ('layer_norm', 'none')
+
+
+@MODELS.register_module()
+class SmoothL1AlignHead(BaseModule):
+    """Feature alignment loss of `MOMA <https://arxiv.org/abs/2302.02089>`_.
+
+    Normalises the teacher features, then averages the smooth L1 distance to
+    the projected student features over the chosen token positions (each
+    token counts once, its C channels averaged).
+
+    Args:
+        beta (float): Smooth L1 threshold between the L2 and L1 regimes.
+            Defaults to 1.0.
+        target_norm (str): ``'layer_norm'`` (per token, no affine) or
+            ``'none'``. Defaults to ``'layer_norm'``.
+        positions (str): Patch positions in the loss: ``'masked'``,
+            ``'visible'`` or ``'all'``. Defaults to ``'all'``.
+        with_cls_token (bool): Whether the class token enters the loss.
+            Defaults to True.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 beta: float = 1.0,
+                 target_norm: str = 'layer_norm',
+                 positions: str = 'all',
+                 with_cls_token: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not beta > 0:
+            raise ValueError(
+                f'SmoothL1AlignHead: beta={beta!r} must be > 0.')
+        if target_norm not in TARGET_NORMS:
+            raise ValueError(
+                f'SmoothL1AlignHead: target_norm={target_norm!r} is not '
+                f'supported; allowed: {TARGET_NORMS}.')
+        if positions not in POSITIONS:
+            raise ValueError(
+                f'SmoothL1AlignHead: positions={positions!r} is not '
+                f'supported; allowed: {POSITIONS}.')
+        self.beta = beta
+        self.target_norm = target_norm
+        self.positions = positions
+        self.with_cls_token = with_cls_token
+
+    def select(self, mask: torch.Tensor) -> torch.Tensor:
+        """Positions that enter the loss.
+
+        Args:
+            mask (torch.Tensor): (B, L), 1 for a masked patch.
+
+        Returns:
+            torch.Tensor: (B, 1 + L) bool, the class token first.
+        """
+        masked = mask.bool()
+        if self.positions == 'masked':
+            patches = masked
+        elif self.positions == 'visible':
+            patches = ~masked
+        else:
+            patches = torch.ones_like(masked)
+        cls = torch.full_like(masked[:, :1], self.with_cls_token)
+        return torch.cat([cls, patches], dim=1)
+
+    def loss(self,
+             pred: torch.Tensor,
+             target: torch.Tensor,
+             mask: torch.Tensor,
+             valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Smooth L1 between ``pred`` and normalised ``target``.
+
+        Args:
+            pred (torch.Tensor): (B, 1 + L, C) student predictions.
+            target (torch.Tensor): (B, 1 + L, C) teacher features.
+            mask (torch.Tensor): (B, L), 1 for a patch hidden from the
+                student.
+            valid (torch.Tensor, optional): (B, 1 + L) bool, positions where
+                both a prediction and a target exist. Defaults to None (all).
+
+        Returns:
+            torch.Tensor: The scalar loss.
+        """
+        target = target.float()
+        if self.target_norm == 'layer_norm':
+            target = F.layer_norm(target, target.shape[-1:], eps=1e-6)
+        per_token = F.smooth_l1_loss(
+            pred.float(), target, reduction='none', beta=self.beta).mean(-1)
+        keep = self.select(mask)
+        if valid is not None:
+            keep = keep & valid
+        keep = keep.to(per_token.dtype)
+        return (per_token * keep).sum() / keep.sum().clamp(min=1.0)

@@ -1,0 +1,141 @@
+"""Strict, early-failing weight loading for frozen teachers and the student.
+
+MMEngine's ``Pretrained`` initialiser loads non-strictly and only logs what
+it skipped, so a teacher whose checkpoint does not fit would silently stay
+random. Here every ``Pretrained`` ``init_cfg`` of a teacher or of the student
+goes through :func:`load_pretrained`, which fails on any missing, unexpected
+or mis-shaped key.
+"""
+import os
+import zipfile
+from collections import OrderedDict
+from typing import Dict, Optional
+
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import nn
+
+_REMOTE = ('http://', 'https://', 's3://', 'open-mmlab://', 'mmcls://',
+           'torchvision://', 'modelzoo://', 'pavi://')
+
+
+def is_pretrained_cfg(init_cfg) -> bool:
+    """Whether ``init_cfg`` is a single ``Pretrained`` initialiser."""
+    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+
+
+def check_checkpoint_file(path: str, where: str) -> None:
+    """Fail early when a local checkpoint path is missing or not a checkpoint.
+
+    Args:
+        path (str): The ``checkpoint`` value of an ``init_cfg``.
+        where (str): The config key, for the error message.
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f'{where}={path!r}: expected a checkpoint path or '
+                         'URL.')
+    if path.startswith(_REMOTE):
+        return
+    local = os.path.expanduser(path)
+    if not os.path.isfile(local):
+        raise FileNotFoundError(
+            f'{where}={path!r}: no such file. Give the path of a PyTorch '
+            'checkpoint (convert official MAE / MoCo v3 files with '
+            'tools/model_converters/official_to_mmpretrain.py) or an URL.')
+    with open(local, 'rb') as f:
+        head = f.read(2)
+    # torch.save writes a zip archive; the legacy format starts with the
+    # pickle protocol opcode 0x80.
+    if not (zipfile.is_zipfile(local) or head[:1] == b'\x80'):
+        raise ValueError(
+            f'{where}={path!r} is not a PyTorch checkpoint (neither a '
+            'torch.save zip archive nor a pickle).')
+
+
+def _extract_state_dict(checkpoint, prefix: str, where: str,
+                        path: str) -> Dict[str, torch.Tensor]:
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{where}={path!r}: expected a dict of tensors, got '
+                         f'{type(checkpoint).__name__}.')
+    state = checkpoint.get('state_dict', checkpoint)
+    if not prefix:
+        return OrderedDict(state)
+    picked = OrderedDict(
+        (k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+    if not picked:
+        sample = ', '.join(list(state)[:5])
+        raise ValueError(
+            f'{where}={path!r} has no weights under prefix={prefix!r} (first '
+            f'keys: {sample}). Official MAE / MoCo v3 files must be '
+            'converted first: tools/model_converters/'
+            'official_to_mmpretrain.py --format {mae,mocov3}.')
+    return picked
+
+
+def load_pretrained(module: nn.Module, init_cfg: dict, where: str) -> None:
+    """Load ``init_cfg['checkpoint']`` into ``module`` strictly.
+
+    The checkpoint is read with ``weights_only=True`` (a foreign file must not
+    run code). ``pos_embed`` may differ in grid size: MMPretrain's ViT
+    resizes it on load. With ``format='mae'`` or ``format='mocov3'`` an
+    official checkpoint is converted on the fly (``prefix`` is then unused).
+
+    Args:
+        module (nn.Module): The backbone to fill.
+        init_cfg (dict): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
+            or ``dict(type='Pretrained', checkpoint=..., format=...)``.
+        where (str): The config key of ``init_cfg``, for error messages.
+    """
+    path = init_cfg['checkpoint']
+    check_checkpoint_file(path, f'{where}.checkpoint')
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except Exception as err:  # noqa: BLE001 - re-raised with the config key
+        raise ValueError(f'{where}.checkpoint={path!r} could not be loaded '
+                         f'with weights_only=True: {err}') from err
+    fmt = init_cfg.get('format')
+    if fmt is not None:
+        from ..converters import FORMATS, convert_official
+        if fmt not in FORMATS:
+            raise ValueError(f'{where}.format={fmt!r} is not supported; '
+                             f'allowed: {FORMATS}.')
+        try:
+            state = convert_official(checkpoint, fmt)
+        except ValueError as err:
+            raise ValueError(f'{where}: {err}') from err
+    else:
+        state = _extract_state_dict(checkpoint, init_cfg.get('prefix', ''),
+                                    where, path)
+    own = module.state_dict()
+    mis_shaped = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state.items() if k in own and k != 'pos_embed'
+        and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if mis_shaped or missing or unexpected:
+        lines = [f'{where}.checkpoint={path!r} does not fit the configured '
+                 'architecture (check arch / patch_size / img_size):']
+        for title, keys in (('mis-shaped', mis_shaped), ('missing', missing),
+                            ('unexpected', unexpected)):
+            if keys:
+                shown = '; '.join(keys[:8])
+                more = f' (+{len(keys) - 8} more)' if len(keys) > 8 else ''
+                lines.append(f'  {title}: {shown}{more}')
+        raise ValueError('\n'.join(lines))
+    module.load_state_dict(state, strict=True)
+
+
+def pop_pretrained(cfg: dict, where: str) -> Optional[dict]:
+    """Take a ``Pretrained`` init_cfg out of a module config, checked early.
+
+    Returns:
+        dict | None: The removed init_cfg, or None when there was none.
+    """
+    init_cfg = cfg.get('init_cfg')
+    if not is_pretrained_cfg(init_cfg):
+        return None
+    cfg.pop('init_cfg')
+    check_checkpoint_file(init_cfg.get('checkpoint'), f'{where}.checkpoint')
+    return dict(init_cfg)

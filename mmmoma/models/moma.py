@@ -1,0 +1,357 @@
+"""MomaAlgorithm: distil frozen teachers into a masked student ViT."""
+import copy
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from mmengine.model import ModuleDict
+from mmpretrain.models import BaseSelfSupervisor, VisionTransformer
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch import nn
+
+from .checkpoint import load_pretrained, pop_pretrained
+from .utils import (num_visible_tokens, random_token_mask, unshuffle_tokens,
+                    vit_forward_tokens)
+
+
+def _per_teacher(cfg: dict, names: List[str], key: str) -> Dict[str, dict]:
+    """Expand a shared module config (has ``type``) or check a per-name one."""
+    if 'type' in cfg:
+        return {name: copy.deepcopy(cfg) for name in names}
+    if set(cfg) != set(names):
+        raise ValueError(
+            f'MomaAlgorithm: {key} must be one config with a "type" (shared '
+            f'by all teachers) or one config per teacher {sorted(names)}; '
+            f'got keys {sorted(cfg)}.')
+    return {name: copy.deepcopy(cfg[name]) for name in names}
+
+
+def _check_patch_grid(cfg: dict, where: str) -> None:
+    img_size = cfg.get('img_size', 224)
+    patch_size = cfg.get('patch_size', 16)
+    sizes = img_size if isinstance(img_size, (tuple, list)) else (img_size, )
+    if any(s % patch_size for s in sizes):
+        raise ValueError(
+            f'{where}.img_size={img_size!r} is not divisible by '
+            f'{where}.patch_size={patch_size!r}; use an image size that is a '
+            'multiple of the patch size.')
+
+
+@MODELS.register_module()
+class MomaAlgorithm(BaseSelfSupervisor):
+    """MOMA: distil pretrained MoCo v3 / MAE teachers into one student.
+
+    Implementation of `Multimodal Masked Autoencoders / MOMA: Distill from
+    Self-Supervised Teachers <https://arxiv.org/abs/2302.02089>`_. Frozen
+    teachers see the original image; the student sees only the visible
+    ``1 - mask_ratio`` of its patches; one :class:`MomaNeck` per teacher
+    projects the student tokens to that teacher's feature space and one
+    :class:`SmoothL1AlignHead` per teacher aligns them with the normalised
+    teacher features. The loss is the weighted sum over teachers.
+
+    Args:
+        backbone (dict): The student, an MMPretrain ViT (``MAEViT`` by
+            default in the configs). Its ``init_cfg`` may be a
+            ``Pretrained`` checkpoint (MoCo v3 -> MAE-initialised student and
+            MAE -> MoCo-v3-initialised student), loaded strictly.
+        teachers (dict): ``{name: backbone config}``. ViT-family teachers
+            give their tokens after ``out_indices[-1]``; any other MMPretrain
+            backbone must return a (B, C, h, w) map on the student's grid.
+            A ``Pretrained`` ``init_cfg`` is loaded strictly by
+            :meth:`init_weights`.
+        neck (dict): A :class:`MomaNeck` config shared by all teachers, or
+            ``{name: config}``. ``in_channels``, ``out_channels`` and
+            ``patch_resolution`` are filled in when absent and checked when
+            present.
+        head (dict): A :class:`SmoothL1AlignHead` config, shared or per
+            teacher, like ``neck``.
+        mask_ratio (float): Fraction of student patches hidden, in (0, 1).
+            Defaults to 0.9.
+        loss_weights (dict, optional): ``{name: weight}``; teachers not named
+            get 0. Defaults to None: the average over teachers.
+        mask_teacher_input (bool): Ablation: teachers see the same visible
+            patches as the student (token dropping), so targets exist only
+            at visible positions. Defaults to False.
+        save_teachers (bool): Keep teacher weights in saved checkpoints.
+            Defaults to False: they are rebuilt from their ``init_cfg``.
+        data_preprocessor (dict, optional): Defaults to
+            ``SelfSupDataPreprocessor``.
+        init_cfg (dict, optional): Initialization config of the whole model.
+            Defaults to None.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 teachers: Dict[str, dict],
+                 neck: dict,
+                 head: dict,
+                 mask_ratio: float = 0.9,
+                 loss_weights: Optional[Dict[str, float]] = None,
+                 mask_teacher_input: bool = False,
+                 save_teachers: bool = False,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not teachers:
+            raise ValueError(
+                'MomaAlgorithm: teachers is empty; configure at least one, '
+                "e.g. teachers=dict(mae=dict(type='mmpretrain."
+                "VisionTransformer', arch='b', init_cfg=...)).")
+        if not (isinstance(mask_ratio, (int, float)) and 0 < mask_ratio < 1):
+            raise ValueError(f'MomaAlgorithm: mask_ratio={mask_ratio!r} must '
+                             'be a number in the open interval (0, 1).')
+        names = list(teachers)
+        loss_weights = self._check_loss_weights(loss_weights, names)
+        backbone = copy.deepcopy(backbone)
+        _check_patch_grid(backbone, 'backbone')
+        student_init = pop_pretrained(backbone, 'backbone.init_cfg')
+        super().__init__(
+            backbone=backbone,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        if not isinstance(self.backbone, VisionTransformer):
+            raise TypeError(
+                'MomaAlgorithm: backbone must be an MMPretrain ViT (e.g. '
+                f"'mmpretrain.MAEViT'); got {type(self.backbone).__name__}.")
+        frozen = [
+            n for n, p in self.backbone.named_parameters()
+            if not p.requires_grad and n != 'pos_embed'
+        ]
+        if frozen:
+            raise ValueError(
+                f'MomaAlgorithm: student parameters {frozen[:4]} are frozen '
+                '(stop_grad_conv1 / frozen_stages); MOMA trains the whole '
+                'student, patch embedding included.')
+        self.mask_ratio = float(mask_ratio)
+        if hasattr(self.backbone, 'mask_ratio'):
+            self.backbone.mask_ratio = self.mask_ratio
+        self.patch_resolution = tuple(self.backbone.patch_resolution)
+        self.num_patches = self.patch_resolution[0] * self.patch_resolution[1]
+        if num_visible_tokens(self.num_patches, mask_ratio) < 1:
+            raise ValueError(
+                f'MomaAlgorithm: mask_ratio={mask_ratio!r} leaves no visible '
+                f'patch out of {self.num_patches}; use a ratio below '
+                f'{1 - 1 / self.num_patches:.4f}.')
+        self.mask_teacher_input = mask_teacher_input
+        self.save_teachers = save_teachers
+        self.loss_weights = loss_weights
+        self.student_init = student_init
+
+        # A plain ModuleDict: BaseModule.init_weights does not recurse into
+        # it; init_weights below initialises or loads each teacher once.
+        self.teachers = nn.ModuleDict()
+        self.teacher_inits: Dict[str, Optional[dict]] = {}
+        for name, cfg in teachers.items():
+            self.teachers[name] = self._build_teacher(name, cfg)
+
+        neck_cfgs = _per_teacher(neck, names, 'neck')
+        head_cfgs = _per_teacher(head, names, 'head')
+        # MMEngine's ModuleDict, so that init_weights reaches them.
+        self.necks = ModuleDict()
+        self.heads = ModuleDict()
+        student_dims = self.backbone.embed_dims
+        for name in names:
+            width = self.teacher_dims(name)
+            ncfg = neck_cfgs[name]
+            for key, value in (('in_channels', student_dims),
+                               ('out_channels', width),
+                               ('patch_resolution', self.patch_resolution)):
+                given = ncfg.setdefault(key, value)
+                if key == 'patch_resolution' and isinstance(given, int):
+                    given = (given, given)
+                if (tuple(given) if key == 'patch_resolution' else given) \
+                        != value:
+                    owner = 'teacher' if key == 'out_channels' else 'student'
+                    raise ValueError(
+                        f'MomaAlgorithm: neck for teacher {name!r} has '
+                        f'{key}={given!r}, but the {owner} needs {value!r}; '
+                        f'remove it or set it to {value!r}.')
+            self.necks[name] = MODELS.build(ncfg)
+            self.heads[name] = MODELS.build(head_cfgs[name])
+            self._check_positions(name)
+
+        self._register_state_dict_hook(self._drop_teacher_weights)
+        self.register_load_state_dict_post_hook(self._allow_missing_teachers)
+
+    # ------------------------------------------------------------ building
+    @staticmethod
+    def _check_loss_weights(weights: Optional[Dict[str, float]],
+                            names: List[str]) -> Dict[str, float]:
+        if weights is None:
+            return {name: 1.0 / len(names) for name in names}
+        unknown = [k for k in weights if k not in names]
+        if unknown:
+            raise ValueError(
+                f'MomaAlgorithm: loss_weights names unknown teacher(s) '
+                f'{unknown}; configured teachers: {names}.')
+        bad = {k: v for k, v in weights.items() if not v >= 0}
+        if bad or not sum(weights.values()) > 0:
+            raise ValueError(
+                f'MomaAlgorithm: loss_weights={dict(weights)!r} must be >= 0 '
+                'with a positive sum.')
+        return {name: float(weights.get(name, 0.0)) for name in names}
+
+    def _build_teacher(self, name: str, cfg: dict) -> nn.Module:
+        cfg = copy.deepcopy(cfg)
+        where = f'teachers.{name}'
+        if 'img_size' in cfg or 'patch_size' in cfg:
+            _check_patch_grid(cfg, where)
+        self.teacher_inits[name] = pop_pretrained(cfg, f'{where}.init_cfg')
+        teacher = MODELS.build(cfg)
+        if isinstance(teacher, VisionTransformer):
+            if teacher.cls_token is None:
+                raise ValueError(f'{where}: with_cls_token=False is not '
+                                 'supported for a ViT teacher.')
+            if tuple(teacher.patch_resolution) != self.patch_resolution:
+                raise ValueError(
+                    f'{where}: its patch grid {teacher.patch_resolution} '
+                    f'differs from the student grid {self.patch_resolution}; '
+                    'teacher and student must use the same img_size and '
+                    'patch_size.')
+        elif self.mask_teacher_input:
+            raise ValueError(
+                f'MomaAlgorithm: mask_teacher_input=True needs ViT teachers; '
+                f'{where} is a {type(teacher).__name__}.')
+        teacher.requires_grad_(False)
+        teacher.eval()
+        return teacher
+
+    def teacher_dims(self, name: str) -> int:
+        """Feature width Ct of teacher ``name``."""
+        teacher = self.teachers[name]
+        dims = getattr(teacher, 'embed_dims', None)
+        if dims is None:
+            dims = getattr(teacher, 'out_channels', None)
+        if not isinstance(dims, int):
+            raise ValueError(
+                f'MomaAlgorithm: cannot tell the feature width of teacher '
+                f'{name!r} ({type(teacher).__name__}); set '
+                'neck.out_channels explicitly.')
+        return dims
+
+    def _check_positions(self, name: str) -> None:
+        head = self.heads[name]
+        positions = getattr(head, 'positions', 'all')
+        if positions != 'masked':
+            return
+        if not self.necks[name].predicts_masked:
+            raise ValueError(
+                f"MomaAlgorithm: head for teacher {name!r} uses "
+                f"positions='masked' but its neck (mode="
+                f"{self.necks[name].mode!r}) predicts visible tokens only; "
+                "use neck mode='decoder' or positions 'visible'/'all'.")
+        if self.mask_teacher_input:
+            raise ValueError(
+                "MomaAlgorithm: positions='masked' has no targets with "
+                'mask_teacher_input=True (teachers only see visible '
+                "patches); use positions 'visible' or 'all'.")
+
+    # ------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """Random init, then strict loads of the teachers and the student."""
+        super().init_weights()
+        for name, init_cfg in self.teacher_inits.items():
+            teacher = self.teachers[name]
+            if init_cfg is not None:
+                load_pretrained(teacher, init_cfg,
+                                f'teachers.{name}.init_cfg')
+            elif hasattr(teacher, 'init_weights'):
+                teacher.init_weights()  # random teacher: tests, ablations
+        if self.student_init is not None:
+            load_pretrained(self.backbone, self.student_init,
+                            'backbone.init_cfg')
+
+    def _drop_teacher_weights(self, module, state_dict, prefix, *args):
+        if self.save_teachers:
+            return
+        for key in [k for k in state_dict if k.startswith(prefix + 'teachers.')]:
+            del state_dict[key]
+
+    def _allow_missing_teachers(self, module, incompatible_keys) -> None:
+        if self.save_teachers:
+            return
+        missing = incompatible_keys.missing_keys
+        missing[:] = [k for k in missing if '.teachers.' not in f'.{k}']
+
+    def train(self, mode: bool = True) -> 'MomaAlgorithm':
+        """Set train mode; the teachers always stay in eval mode."""
+        super().train(mode)
+        self.teachers.eval()
+        return self
+
+    # ------------------------------------------------------------ forward
+    def extract_feat(self, inputs: torch.Tensor) -> Tuple[torch.Tensor]:
+        """Student features of unmasked images (the backbone's out_type)."""
+        return self.backbone(inputs, mask=None) \
+            if hasattr(self.backbone, 'random_masking') \
+            else self.backbone(inputs)
+
+    @torch.no_grad()
+    def teacher_targets(
+            self, name: str, images: torch.Tensor,
+            ids_keep: torch.Tensor,
+            ids_restore: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Features of teacher ``name`` on the full token grid.
+
+        Returns:
+            tuple: ``target`` (B, 1 + L, Ct) and ``valid`` (B, 1 + L) bool,
+            the positions where a target exists.
+        """
+        teacher = self.teachers[name]
+        B, L = images.shape[0], self.num_patches
+        valid = images.new_ones(B, 1 + L, dtype=torch.bool)
+        if isinstance(teacher, VisionTransformer):
+            layer = teacher.out_indices[-1]
+            if not self.mask_teacher_input:
+                return vit_forward_tokens(teacher, images, None,
+                                          layer), valid
+            target = vit_forward_tokens(teacher, images, ids_keep, layer)
+            target = unshuffle_tokens(target, ids_restore,
+                                      target.new_zeros(1, 1, 1))
+            valid[:, 1:] = ids_restore < ids_keep.shape[1]
+            return target, valid
+        feat = teacher(images)
+        feat = feat[-1] if isinstance(feat, (tuple, list)) else feat
+        if feat.dim() != 4 or feat.shape[2] * feat.shape[3] != L:
+            raise RuntimeError(
+                f'MomaAlgorithm: teacher {name!r} returned features of shape '
+                f'{tuple(feat.shape)}; a non-ViT teacher must return '
+                f'(B, C, h, w) with h * w = {L} (the student grid).')
+        tokens = feat.flatten(2).transpose(1, 2)  # (B, L, C)
+        target = torch.cat([tokens.new_zeros(B, 1, tokens.shape[2]), tokens],
+                           dim=1)
+        valid[:, 0] = False  # no class token to align with
+        return target, valid
+
+    def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
+             data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Teachers -> targets; masked student -> necks -> heads -> losses.
+
+        Returns:
+            dict[str, torch.Tensor]: ``loss_<teacher>`` for each teacher,
+            already weighted, so that their sum is the training loss.
+        """
+        images = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        grid = (images.shape[-2] // self.backbone.patch_embed.projection
+                .stride[0], images.shape[-1] //
+                self.backbone.patch_embed.projection.stride[1])
+        if grid != self.patch_resolution:
+            raise RuntimeError(
+                f'MomaAlgorithm: input images of size '
+                f'{tuple(images.shape[-2:])} give a {grid} patch grid, but '
+                f'the model was built for {self.patch_resolution}; set '
+                'img_size in the model to the crop size of the pipeline.')
+        ids_keep, ids_restore, mask = random_token_mask(
+            images.shape[0], self.num_patches, self.mask_ratio, images.device)
+        latent = vit_forward_tokens(self.backbone, images, ids_keep)
+        losses = {}
+        for name in self.teachers:
+            target, valid = self.teacher_targets(name, images, ids_keep,
+                                                 ids_restore)
+            neck = self.necks[name]
+            if not neck.predicts_masked:
+                valid[:, 1:] &= ids_restore < ids_keep.shape[1]
+            pred = neck(latent, ids_restore)
+            loss = self.heads[name].loss(pred, target, mask, valid)
+            losses[f'loss_{name}'] = loss * self.loss_weights[name]
+        return losses

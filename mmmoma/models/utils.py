@@ -1,0 +1,116 @@
+"""Token masking and token-level ViT forward shared by student and teachers."""
+from typing import Optional, Tuple
+
+import torch
+from mmpretrain.models import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+
+
+def num_visible_tokens(num_tokens: int, mask_ratio: float) -> int:
+    """Number of tokens kept by :func:`random_token_mask`.
+
+    MAE's ``int(L * (1 - r))``, with a tolerance so that float error does not
+    drop a token (``int(50 * (1 - 0.9))`` is 4 in floating point).
+    """
+    return int(num_tokens * (1 - mask_ratio) + 1e-6)
+
+
+def random_token_mask(
+    batch_size: int,
+    num_tokens: int,
+    mask_ratio: float,
+    device: torch.device,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw an independent random token mask per sample, MAE-style.
+
+    Args:
+        batch_size (int): B.
+        num_tokens (int): L, the number of patch tokens.
+        mask_ratio (float): Fraction of the L tokens to hide.
+        device (torch.device): Where to create the tensors.
+
+    Returns:
+        tuple: ``ids_keep`` (B, Lk) indices of the visible tokens,
+        ``ids_restore`` (B, L) the permutation that puts ``[visible, masked]``
+        back in image order, and ``mask`` (B, L) with 1 for a masked token.
+    """
+    len_keep = num_visible_tokens(num_tokens, mask_ratio)
+    noise = torch.rand(batch_size, num_tokens, device=device)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    mask = (ids_restore >= len_keep).float()
+    return ids_keep, ids_restore, mask
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Pick tokens ``x[b, ids[b]]``: (B, L, C), (B, K) -> (B, K, C)."""
+    return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def unshuffle_tokens(visible: torch.Tensor, ids_restore: torch.Tensor,
+                     fill: torch.Tensor) -> torch.Tensor:
+    """Put visible tokens back on the full grid, ``fill`` elsewhere.
+
+    Args:
+        visible (torch.Tensor): (B, 1 + Lk, C), the class token first, then
+            the visible tokens in ``ids_keep`` order.
+        ids_restore (torch.Tensor): (B, L), from :func:`random_token_mask`.
+        fill (torch.Tensor): (1, 1, C), the value of the hidden positions
+            (a learnable mask token, or zeros).
+
+    Returns:
+        torch.Tensor: (B, 1 + L, C) in image order, class token first.
+    """
+    B, n_vis, C = visible.shape
+    num_hidden = ids_restore.shape[1] - (n_vis - 1)
+    patches = torch.cat(
+        [visible[:, 1:], fill.expand(B, num_hidden, C).to(visible.dtype)],
+        dim=1)
+    patches = gather_tokens(patches, ids_restore)
+    return torch.cat([visible[:, :1], patches], dim=1)
+
+
+def vit_forward_tokens(vit: VisionTransformer,
+                       images: torch.Tensor,
+                       ids_keep: Optional[torch.Tensor] = None,
+                       layer: int = -1) -> torch.Tensor:
+    """Run an MMPretrain ViT on all patches or on a subset of them.
+
+    The same arithmetic as ``VisionTransformer.forward`` (position embedding
+    added before dropping tokens, as MAE's encoder does), so that with
+    ``ids_keep=None`` the result equals the backbone's ``raw`` output.
+
+    Args:
+        vit (VisionTransformer): Any MMPretrain ViT with a class token
+            (``VisionTransformer``, ``MAEViT``, ``MoCoV3ViT``).
+        images (torch.Tensor): (B, 3, H, W).
+        ids_keep (torch.Tensor, optional): (B, Lk) indices of the patches to
+            keep. Defaults to None (all patches).
+        layer (int): Index of the block whose output is returned; the final
+            norm is applied after the last block only, as in
+            ``VisionTransformer.forward``. Defaults to -1.
+
+    Returns:
+        torch.Tensor: (B, 1 + Lk, C), the class token first.
+    """
+    B = images.shape[0]
+    x, patch_resolution = vit.patch_embed(images)
+    pos_embed = resize_pos_embed(
+        vit.pos_embed,
+        vit.patch_resolution,
+        patch_resolution,
+        mode=vit.interpolate_mode,
+        num_extra_tokens=vit.num_extra_tokens)
+    x = x + pos_embed[:, vit.num_extra_tokens:]
+    if ids_keep is not None:
+        x = gather_tokens(x, ids_keep)
+    cls_token = vit.cls_token + pos_embed[:, :vit.num_extra_tokens]
+    x = torch.cat([cls_token.expand(B, -1, -1), x], dim=1)
+    x = vit.pre_norm(vit.drop_after_pos(x))
+    last = layer % vit.num_layers
+    for block in vit.layers[:last + 1]:
+        x = block(x)
+    if last == vit.num_layers - 1 and vit.final_norm:
+        x = vit.ln1(x)
+    return x

@@ -1,0 +1,138 @@
+"""Each fix in mmmoma.compat: it works, and it stays out of the way."""
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import mmmoma  # noqa: F401
+from mmmoma import compat
+
+
+def test_mmseg_imports_and_compiled_ops_fail_clearly():
+    from mmseg.models.decode_heads import FCNHead, UPerHead  # noqa: F401
+    ext = sys.modules['mmcv._ext']
+    if not getattr(ext, '__mmmoma_stub__', False):
+        pytest.skip('a compiled mmcv is installed: no stand-in needed')
+    with pytest.raises(RuntimeError, match='"nms" was called.*mmcv-lite'):
+        ext.nms(None)
+    with pytest.raises(AttributeError):
+        ext.__file__  # introspection must not see a fake attribute
+
+
+def test_mmcv_fix_does_nothing_when_ops_exist(monkeypatch):
+    monkeypatch.delitem(sys.modules, 'mmcv._ext')
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        if name == 'mmcv._ext':
+            return importlib.machinery.ModuleSpec(name, None)
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, 'find_spec', find_spec)
+    assert compat.fix_mmcv_ext() is False
+    assert 'mmcv._ext' not in sys.modules
+
+
+def test_torchvision_transforms_work():
+    import torchvision.transforms.functional as F
+    out = F.resize(torch.rand(3, 8, 8), [4, 4], antialias=True)
+    assert out.shape == (3, 4, 4)
+    assert compat.fix_torchvision() is False  # already importable now
+
+
+def _history_checkpoint(path):
+    from mmengine.logging import HistoryBuffer
+    torch.save({'message_hub': {'loss': HistoryBuffer([1.0, 2.0], [1, 1])}}, path)
+
+
+def test_resume_loads_own_checkpoints_and_others_stay_safe(tmp_path):
+    from mmengine.runner import Runner
+    from mmengine.runner.checkpoint import CheckpointLoader
+    path = str(tmp_path / 'epoch_1.pth')
+    _history_checkpoint(path)
+    if not compat._torch_defaults_to_weights_only():
+        pytest.skip('torch < 2.6 loads full pickles by default')
+    assert getattr(Runner.resume, '__mmmoma_patched__', False)
+    with pytest.raises(Exception, match='weights_only'):
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    with compat.trusted_checkpoint_load():
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert list(ckpt['message_hub']['loss'].data[0]) == [1.0, 2.0]
+
+
+class _Evil:
+
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_crafted_pickle_is_refused_outside_resume(tmp_path):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'x': _Evil()}, path)
+    with pytest.raises(Exception, match='weights_only|Unsupported'):
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+
+
+@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+def test_adjust_hue_negative_factor_wraps_like_numpy1(backend):
+    import mmcv
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    original = getattr(mmcv.adjust_hue, '__wrapped_original__', None)
+    if original is not None:  # positive factors: same as mmcv's own code
+        assert np.array_equal(
+            mmcv.adjust_hue(img, 0.2, backend=backend),
+            original(img, 0.2, backend=backend))
+    shifted = mmcv.adjust_hue(img, -0.2, backend=backend)  # shift -51
+    assert shifted.shape == img.shape and not np.array_equal(shifted, img)
+    back = mmcv.adjust_hue(shifted, 0.2, backend=backend)  # shift +51
+    # Net hue shift 0 (mod 256): only HSV round-off remains.
+    assert np.abs(back.astype(int) - img.astype(int)).mean() < 3
+
+
+def test_mocov3_colorjitter_with_negative_hue():
+    from mmpretrain.datasets.transforms import ColorJitter
+    jitter = ColorJitter(brightness=0, contrast=0, saturation=0, hue=0.4)
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8)
+    for seed in range(8):  # some draws are negative
+        np.random.seed(seed)
+        assert jitter({'img': img.copy()})['img'].shape == img.shape
+
+
+def test_np_in1d():
+    a, b = np.array([[1, 5], [3, 7]]), np.array([3, 5])
+    assert np.array_equal(np.in1d(a, b), [False, True, True, False])
+
+
+def test_cpu_distributed_setup(monkeypatch):
+    from mmengine import Config
+    import torch.distributed as dist
+    cfg = Config(
+        dict(
+            model=dict(
+                neck=dict(norm_cfg=dict(type='SyncBN')),
+                head=[dict(norm_cfg=dict(type='MMSyncBN'))]),
+            env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    assert compat.setup_cpu_distributed(cfg, 'none') is False
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert compat.setup_cpu_distributed(cfg, 'pytorch') is False
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
+                           MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT='29533').items():
+        monkeypatch.setenv(key, value)
+    try:
+        assert compat.setup_cpu_distributed(cfg, 'pytorch') is True
+        assert dist.is_initialized() and dist.get_backend() == 'gloo'
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.model.neck.norm_cfg.type == 'BN'
+    assert cfg.model.head[0].norm_cfg.type == 'BN'

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+import mmmoma  # noqa: F401
+from mmmoma.models import SmoothL1AlignHead
+
+
+def _hand_smooth_l1(pred, target, beta):
+    """Smooth L1 written out from its definition, elementwise."""
+    diff = (pred - target).abs()
+    return torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta)
+
+
+def _hand_layer_norm(x, eps=1e-6):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean)**2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+@pytest.mark.parametrize('positions', ['masked', 'visible', 'all'])
+@pytest.mark.parametrize('with_cls', [True, False])
+def test_loss_matches_hand_computation(positions, with_cls):
+    torch.manual_seed(0)
+    B, L, C, beta = 2, 6, 5, 0.7
+    pred = torch.randn(B, 1 + L, C) * 3
+    target = torch.randn(B, 1 + L, C) * 4 + 2
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1]]).float()
+    head = SmoothL1AlignHead(
+        beta=beta, positions=positions, with_cls_token=with_cls)
+
+    per_token = _hand_smooth_l1(pred, _hand_layer_norm(target), beta).mean(-1)
+    total, count = 0.0, 0
+    for b in range(B):
+        if with_cls:
+            total, count = total + per_token[b, 0], count + 1
+        for i in range(L):
+            m = bool(mask[b, i])
+            if positions == 'all' or (positions == 'masked') == m:
+                total, count = total + per_token[b, 1 + i], count + 1
+    expected = total / count
+    assert torch.allclose(head.loss(pred, target, mask), expected, atol=1e-6)
+
+
+def test_valid_positions_and_no_norm():
+    torch.manual_seed(0)
+    pred, target = torch.randn(1, 4, 3), torch.randn(1, 4, 3)
+    mask = torch.tensor([[1., 0., 1.]])
+    valid = torch.tensor([[False, True, True, False]])
+    head = SmoothL1AlignHead(beta=1.0, target_norm='none', positions='all')
+    per_token = _hand_smooth_l1(pred, target, 1.0).mean(-1)
+    expected = per_token[0, 1:3].mean()
+    assert torch.allclose(head.loss(pred, target, mask, valid), expected)
+
+
+def test_target_gets_no_gradient_and_pred_does():
+    pred = torch.randn(2, 5, 4, requires_grad=True)
+    target = torch.randn(2, 5, 4, requires_grad=True)
+    SmoothL1AlignHead().loss(pred, target.detach(), torch.ones(2, 4)).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('kwargs,word', [
+    (dict(positions='hidden'), 'positions'),
+    (dict(target_norm='batch'), 'target_norm'),
+    (dict(beta=0.0), 'beta'),
+])
+def test_bad_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        SmoothL1AlignHead(**kwargs)
