@@ -1,0 +1,84 @@
+"""Shared fixtures: generated data, no downloads."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(folder: Path, num: int = 16, size: int = 32,
+                seed: int = 0) -> Path:
+    """Write ``num`` RGB PNGs of ``size`` x ``size`` into ``folder``.
+
+    Each image is a colour gradient with a few solid rectangles on it, so a
+    model sees edges and flat regions rather than white noise.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:size, 0:size] / (size - 1)  # (H, W) in [0, 1]
+    for i in range(num):
+        start, end = rng.uniform(0, 255, size=(2, 3))
+        t = (x * rng.uniform() + y * (1 - rng.uniform()))[..., None]
+        img = (1 - t) * start + t * end  # (H, W, 3)
+        for _ in range(rng.integers(1, 4)):
+            y0, x0 = rng.integers(0, size - 4, size=2)
+            h, w = rng.integers(4, size // 2, size=2)
+            img[y0:y0 + h, x0:x0 + w] = rng.uniform(0, 255, size=3)
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(
+            folder / f'img_{i:03d}.png')
+    return folder
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory) -> Path:
+    """16 structured 32x32 RGB PNGs in one folder, for mmpretrain's
+    ``CustomDataset(data_root=..., with_label=False)``."""
+    return make_images(tmp_path_factory.mktemp('images'))
+
+
+@pytest.fixture(scope='session')
+def class_folders(tmp_path_factory) -> Path:
+    """Two classes of 8 structured 32x32 PNGs, one sub-folder each, for
+    mmpretrain's ``CustomDataset(data_root=...)`` with labels."""
+    root = tmp_path_factory.mktemp('classes')
+    make_images(root / 'a', num=8, seed=1)
+    make_images(root / 'b', num=8, seed=2)
+    return root
+
+
+@pytest.fixture
+def run_tool():
+    """Run a command from the repository's ``tools/`` in a subprocess.
+
+    The subprocess uses this interpreter (``sys.executable``, also as
+    ``PYTHON`` for the ``tools/*.sh`` launchers) and has the checkout first
+    on ``PYTHONPATH``, so it tests this tree whether or not it is installed.
+    With ``check``, a non-zero exit fails the test with the output.
+    """
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    env['PYTHON'] = sys.executable
+    env.setdefault('PYTHONWARNINGS', 'ignore')
+
+    def run(args: list, cwd: Path, extra_env: dict = None,
+            check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(a) for a in args],
+                              cwd=cwd,
+                              env={**env, **(extra_env or {})},
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT,
+                              text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            pytest.fail(f'{" ".join(map(str, args))} exited with '
+                        f'{proc.returncode}:\n{proc.stdout[-6000:]}')
+        return proc
+
+    return run

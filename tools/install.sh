@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Set up this checkout for development and tests:
+#   bash tools/install.sh
+# Creates .venv in the repository root and installs mmmoma into it in
+# editable mode with the extras lite (mmcv-lite) and tests, pinned by
+# requirements/constraints.txt. A second run with the same
+# requirements only checks and returns.
+# Environment: PYTHON (default python3) makes the venv; CONSTRAINTS (default
+# requirements/constraints.txt; empty: none) pins the stack, e.g. to keep a
+# CUDA torch that is already in the venv, pass CONSTRAINTS=.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV=.venv
+CONSTRAINTS=${CONSTRAINTS-requirements/constraints.txt}
+EXTRAS=lite,tests
+start=$SECONDS
+
+# Fashion-MNIST from Debian, for the examples; optional.
+DATASET=/usr/share/datasets/fashion-mnist
+if [ ! -d "$DATASET" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "install.sh: installing dataset-fashion-mnist (apt)"
+        if ! { apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                dataset-fashion-mnist >/dev/null; }; then
+            echo "install.sh: WARNING: apt-get could not install" \
+                "dataset-fashion-mnist; $DATASET stays missing" >&2
+        fi
+    else
+        echo "install.sh: WARNING: $DATASET is missing; as root:" \
+            "apt-get install dataset-fashion-mnist" >&2
+    fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "${PYTHON:-python3}" -m venv "$VENV"
+fi
+
+# Skip pip when nothing that decides the install has changed.
+stamp_file=$VENV/.mmmoma-install
+stamp=$(cat pyproject.toml setup.py requirements/*.txt |
+    { sha256sum; echo "extras=$EXTRAS constraints=$CONSTRAINTS"; } |
+    tr -d '\n')
+if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] &&
+    "$VENV/bin/python" -I -c \
+        'import importlib.util as u; assert u.find_spec("mmmoma")' \
+        2>/dev/null; then
+    echo "install.sh: $VENV is up to date ($((SECONDS - start)) s)"
+    exit 0
+fi
+
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade pip
+constraint_args=()
+if [ -n "$CONSTRAINTS" ]; then
+    constraint_args=(-c "$CONSTRAINTS")
+fi
+"${pip[@]}" install -q "${constraint_args[@]}" -e ".[$EXTRAS]"
+"$VENV/bin/python" -c 'import mmmoma; print("mmmoma", mmmoma.__version__)'
+echo "$stamp" >"$stamp_file"
+echo "install.sh: done in $((SECONDS - start)) s; tests:" \
+    "$VENV/bin/python -m pytest -q tests"
