@@ -1,11 +1,18 @@
 """mmmoma: MOMA distillation of MoCo v3 and MAE teachers on MMPretrain."""
 from . import compat
 
+# First: the fixes must be in place before mmpretrain / mmseg are imported.
 compat.apply_all()
 
-from .models import MomaAlgorithm, MomaNeck, SmoothL1AlignHead  # noqa: E402
+from .datasets import FashionMNISTIdx  # noqa: E402
+from .engine import LayerDecayOptimWrapperConstructor  # noqa: E402
+from .evaluation import KNNEvalHook, knn_evaluate  # noqa: E402
+from .models import (MomaAlgorithm, MomaNeck, MomaViT,  # noqa: E402
+                     SmoothL1AlignHead)
 from .version import __version__  # noqa: E402
 
 __all__ = [
-    '__version__', 'compat', 'MomaAlgorithm', 'MomaNeck', 'SmoothL1AlignHead'
+    '__version__', 'compat', 'FashionMNISTIdx', 'KNNEvalHook',
+    'knn_evaluate', 'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm',
+    'MomaNeck', 'MomaViT', 'SmoothL1AlignHead'
 ]

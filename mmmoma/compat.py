@@ -12,10 +12,11 @@ and their fixes are listed in ``shared/STACK.md``:
 - torchvision beside a CPU torch: PyPI's CUDA torchvision fails to import
   because its ``torchvision::nms`` schema is missing. Defining the schemas
   lets the pure-Python parts (transforms) import; compiled ops still raise.
-- ``weights_only`` resume: torch >= 2.6 refuses MMEngine's own checkpoints
-  (they pickle a ``HistoryBuffer``). Only ``Runner.resume`` loads with
-  ``weights_only=False``; every other load (teacher weights, ``load_from``)
-  keeps the safe default.
+- ``weights_only`` loads: torch >= 2.6 refuses MMEngine's own checkpoints
+  (they pickle a ``HistoryBuffer``). The few types a Runner checkpoint
+  holds are allowlisted (``mmmoma.checkpoint_safety``), so every load keeps
+  ``weights_only=True``; only ``Runner.resume`` of the project's own
+  checkpoints may unpickle more.
 - numpy 2: mmcv's ``adjust_hue`` overflows for a negative hue factor, and
   ``np.in1d`` (used by mmpretrain's retrieval metrics) is gone in 2.4.
 - ``mmmoma::`` config prefix: MMEngine resolves ``package::path`` only for
@@ -159,6 +160,19 @@ def fix_weights_only_resume() -> bool:
     resume.__doc__ = original.__doc__
     Runner.resume = resume
     return True
+
+
+def fix_runner_checkpoints() -> bool:
+    """Let ``weights_only=True`` loads read MMEngine Runner checkpoints.
+
+    ``load_from``, ``tools/test.py`` and ``Pretrained`` inits of a MOMA
+    checkpoint then work without unpickling arbitrary objects; see
+    :mod:`mmmoma.checkpoint_safety` for exactly what is allowed.
+    """
+    if not _torch_defaults_to_weights_only():
+        return False
+    from .checkpoint_safety import allow_runner_checkpoints
+    return allow_runner_checkpoints()
 
 
 # -------------------------------------------------------------------- numpy
@@ -342,6 +356,7 @@ _FIXES = (
     ('mmcv_ext', fix_mmcv_ext),
     ('torchvision', fix_torchvision),
     ('weights_only_resume', fix_weights_only_resume),
+    ('runner_checkpoints', fix_runner_checkpoints),
     ('adjust_hue', fix_adjust_hue),
     ('np_in1d', fix_np_in1d),
     ('config_prefix', fix_config_prefix),

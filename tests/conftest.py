@@ -1,4 +1,5 @@
 """Shared fixtures: generated data, no downloads."""
+import itertools
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_SCOPE_IDS = itertools.count()  # a new DefaultScope name for every test
 
 
 def make_images(folder: Path, num: int = 16, size: int = 32,
@@ -82,3 +84,18 @@ def run_tool():
         return proc
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_default_scope():
+    """Start every test in MMPretrain's scope.
+
+    MMEngine's current ``DefaultScope`` is global: a test that builds an
+    MMSegmentation model leaves ``mmseg`` current, and a later
+    ``MODELS.build`` would then look in the wrong registry. Tests that need
+    another scope create their own instance, which becomes current.
+    """
+    from mmengine.registry import DefaultScope
+    DefaultScope.get_instance(
+        f'mmmoma-test-{next(_SCOPE_IDS)}', scope_name='mmpretrain')
+    yield

@@ -43,24 +43,31 @@ def test_torchvision_transforms_work():
     assert compat.fix_torchvision() is False  # already importable now
 
 
-def _history_checkpoint(path):
+def test_runner_checkpoints_load_safely_and_resume_trusts_them(tmp_path):
+    import argparse
     from mmengine.logging import HistoryBuffer
-    torch.save({'message_hub': {'loss': HistoryBuffer([1.0, 2.0], [1, 1])}}, path)
-
-
-def test_resume_loads_own_checkpoints_and_others_stay_safe(tmp_path):
     from mmengine.runner import Runner
     from mmengine.runner.checkpoint import CheckpointLoader
-    path = str(tmp_path / 'epoch_1.pth')
-    _history_checkpoint(path)
     if not compat._torch_defaults_to_weights_only():
         pytest.skip('torch < 2.6 loads full pickles by default')
-    assert getattr(Runner.resume, '__mmmoma_patched__', False)
-    with pytest.raises(Exception, match='weights_only'):
-        CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    with compat.trusted_checkpoint_load():
-        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    # What a Runner checkpoint holds loads under weights_only=True (allowlist).
+    runner_like = str(tmp_path / 'epoch_1.pth')
+    buffer = HistoryBuffer([1.0, 2.0], [1, 1])
+    torch.save({'message_hub': {'loss': buffer},
+                'meta': {'seed': np.int64(3)}}, runner_like)
+    ckpt = CheckpointLoader.load_checkpoint(runner_like, map_location='cpu')
     assert list(ckpt['message_hub']['loss'].data[0]) == [1.0, 2.0]
+    assert ckpt['message_hub']['loss'].mean() == 1.5
+    # Anything else pickled is refused outside resume ...
+    other = str(tmp_path / 'other.pth')
+    torch.save({'args': argparse.Namespace(lr=1)}, other)
+    with pytest.raises(Exception, match='weights_only'):
+        CheckpointLoader.load_checkpoint(other, map_location='cpu')
+    # ... and accepted only on the project's own resume path.
+    assert getattr(Runner.resume, '__mmmoma_patched__', False)
+    with compat.trusted_checkpoint_load():
+        assert CheckpointLoader.load_checkpoint(
+            other, map_location='cpu')['args'].lr == 1
 
 
 class _Evil:

@@ -33,8 +33,6 @@ def test_config_builds(path):
     model_cfg = cfg.model
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    name = f'test_configs_{path.stem}'
-    DefaultScope.get_instance(name, scope_name=scope)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(model_cfg)
     assert sum(p.numel() for p in model.parameters()) > 0

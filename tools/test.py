@@ -41,6 +41,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmmoma.compat import setup_cpu_distributed  # noqa: E402
+from mmmoma.datasets.checks import check_data_roots  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,15 +111,18 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def build_runner(cfg: Config) -> Runner:
+    """The default Runner, or the one named by ``runner_type``."""
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_data_roots(cfg, 'test')
     setup_cpu_distributed(cfg, args.launcher)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

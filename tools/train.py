@@ -45,6 +45,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmmoma.compat import setup_cpu_distributed  # noqa: E402
+from mmmoma.datasets.checks import check_data_roots  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -140,15 +141,15 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 def build_runner(cfg: Config) -> Runner:
     """The default Runner, or the one named by ``runner_type``."""
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    # A missing data root fails here, naming the key, not in a worker.
+    check_data_roots(cfg, 'train')
     # Without a GPU: gloo process group, CPU DDP, BN for SyncBN.
     setup_cpu_distributed(cfg, args.launcher)
     runner = build_runner(cfg)

@@ -24,24 +24,27 @@ def is_pretrained_cfg(init_cfg) -> bool:
     return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
 
 
-def check_checkpoint_file(path: str, where: str) -> None:
+_TEACHER_HINT = (
+    'Give the path of a PyTorch checkpoint (convert official MAE / MoCo v3 '
+    'files with tools/model_converters/official_to_mmpretrain.py) or an URL.')
+
+
+def check_checkpoint_file(path: str, where: str,
+                          hint: str = _TEACHER_HINT) -> None:
     """Fail early when a local checkpoint path is missing or not a checkpoint.
 
     Args:
         path (str): The ``checkpoint`` value of an ``init_cfg``.
         where (str): The config key, for the error message.
+        hint (str): What to give instead, appended to the message.
     """
     if not isinstance(path, str) or not path:
-        raise ValueError(f'{where}={path!r}: expected a checkpoint path or '
-                         'URL.')
+        raise ValueError(f'{where}={path!r}: no checkpoint given. {hint}')
     if path.startswith(_REMOTE):
         return
     local = os.path.expanduser(path)
     if not os.path.isfile(local):
-        raise FileNotFoundError(
-            f'{where}={path!r}: no such file. Give the path of a PyTorch '
-            'checkpoint (convert official MAE / MoCo v3 files with '
-            'tools/model_converters/official_to_mmpretrain.py) or an URL.')
+        raise FileNotFoundError(f'{where}={path!r}: no such file. {hint}')
     with open(local, 'rb') as f:
         head = f.read(2)
     # torch.save writes a zip archive; the legacy format starts with the
@@ -54,31 +57,72 @@ def check_checkpoint_file(path: str, where: str) -> None:
 
 def _extract_state_dict(checkpoint, prefix: str, where: str,
                         path: str) -> Dict[str, torch.Tensor]:
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f'{where}={path!r}: expected a dict of tensors, got '
-                         f'{type(checkpoint).__name__}.')
-    state = checkpoint.get('state_dict', checkpoint)
-    if not prefix:
-        return OrderedDict(state)
+    state = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f'{where}.checkpoint={path!r} holds a '
+                         f'{type(checkpoint).__name__}, not a state dict.')
     picked = OrderedDict(
         (k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
     if not picked:
-        sample = ', '.join(list(state)[:5])
+        found = sorted({k.split('.', 1)[0] + '.' for k in state})
         raise ValueError(
-            f'{where}={path!r} has no weights under prefix={prefix!r} (first '
-            f'keys: {sample}). Official MAE / MoCo v3 files must be '
-            'converted first: tools/model_converters/'
-            'official_to_mmpretrain.py --format {mae,mocov3}.')
+            f'{where}.checkpoint={path!r} has no weights under '
+            f'{where}.prefix={prefix!r}: its keys start with {found[:8]}. '
+            'Allowed: a checkpoint with the backbone under the prefix (MOMA, '
+            "MAE and MoCo v3 Runner checkpoints and extract_student.py "
+            "outputs keep it under 'backbone.'; a teacher or neck is not a "
+            "student), an official MAE / MoCo v3 file with format='mae' / "
+            "'mocov3', or a bare ViT state dict with prefix=''.")
     return picked
+
+
+def read_state_dict(init_cfg: dict, where: str,
+                    hint: str = _TEACHER_HINT) -> Dict[str, torch.Tensor]:
+    """Read the backbone weights a ``Pretrained`` init_cfg points at.
+
+    The file is read with ``weights_only=True`` (a foreign file must not run
+    code; MMEngine Runner checkpoints pass through the allowlist of
+    :mod:`mmmoma.checkpoint_safety`). With ``format='mae'`` or
+    ``format='mocov3'`` an official checkpoint is converted on the fly
+    (``prefix`` is then unused).
+
+    Args:
+        init_cfg (dict): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
+            or ``dict(type='Pretrained', checkpoint=..., format=...)``.
+        where (str): The config key of ``init_cfg``, for error messages.
+        hint (str): What to give instead of a missing checkpoint.
+
+    Returns:
+        dict[str, torch.Tensor]: The weights, prefix removed.
+    """
+    path = init_cfg.get('checkpoint')
+    check_checkpoint_file(path, f'{where}.checkpoint', hint)
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except Exception as err:  # noqa: BLE001 - re-raised with the config key
+        raise ValueError(f'{where}.checkpoint={path!r} could not be loaded '
+                         f'with weights_only=True: {err}') from err
+    fmt = init_cfg.get('format')
+    if fmt is None:
+        return _extract_state_dict(checkpoint, init_cfg.get('prefix') or '',
+                                   where, path)
+    from ..converters import FORMATS, convert_official
+    if fmt not in FORMATS:
+        raise ValueError(f'{where}.format={fmt!r} is not supported; '
+                         f'allowed: {FORMATS}.')
+    try:
+        return convert_official(checkpoint, fmt)
+    except ValueError as err:
+        raise ValueError(f'{where}: {err}') from err
 
 
 def load_pretrained(module: nn.Module, init_cfg: dict, where: str) -> None:
     """Load ``init_cfg['checkpoint']`` into ``module`` strictly.
 
-    The checkpoint is read with ``weights_only=True`` (a foreign file must not
-    run code). ``pos_embed`` may differ in grid size: MMPretrain's ViT
-    resizes it on load. With ``format='mae'`` or ``format='mocov3'`` an
-    official checkpoint is converted on the fly (``prefix`` is then unused).
+    See :func:`read_state_dict` for what the checkpoint may be.
+    ``pos_embed`` may differ in grid size: MMPretrain's ViT resizes it on
+    load.
 
     Args:
         module (nn.Module): The backbone to fill.
@@ -87,25 +131,7 @@ def load_pretrained(module: nn.Module, init_cfg: dict, where: str) -> None:
         where (str): The config key of ``init_cfg``, for error messages.
     """
     path = init_cfg['checkpoint']
-    check_checkpoint_file(path, f'{where}.checkpoint')
-    try:
-        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    except Exception as err:  # noqa: BLE001 - re-raised with the config key
-        raise ValueError(f'{where}.checkpoint={path!r} could not be loaded '
-                         f'with weights_only=True: {err}') from err
-    fmt = init_cfg.get('format')
-    if fmt is not None:
-        from ..converters import FORMATS, convert_official
-        if fmt not in FORMATS:
-            raise ValueError(f'{where}.format={fmt!r} is not supported; '
-                             f'allowed: {FORMATS}.')
-        try:
-            state = convert_official(checkpoint, fmt)
-        except ValueError as err:
-            raise ValueError(f'{where}: {err}') from err
-    else:
-        state = _extract_state_dict(checkpoint, init_cfg.get('prefix', ''),
-                                    where, path)
+    state = read_state_dict(init_cfg, where)
     own = module.state_dict()
     mis_shaped = [
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'

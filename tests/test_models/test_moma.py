@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mmmoma  # noqa: F401
-from mmmoma.models import MomaAlgorithm
+
 from mmpretrain.registry import MODELS
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -220,7 +220,7 @@ def test_teacher_checkpoint_of_another_arch_fails_at_init(tmp_path):
         model.init_weights()
     cfg['teachers']['mae']['init_cfg']['prefix'] = 'encoder.'
     model = MODELS.build(cfg)
-    with pytest.raises(ValueError, match="no weights under prefix='encoder.'"):
+    with pytest.raises(ValueError, match="no weights under .*prefix='encoder.'"):
         model.init_weights()
 
 

@@ -1,0 +1,516 @@
+"""Weighted k-NN evaluation of frozen features, as a function and a hook.
+
+The protocol of `InstDisc <https://arxiv.org/abs/1805.01978>`_ and
+`DINO <https://arxiv.org/abs/2104.14294>`_: features of a labelled train set
+(the memory bank) and of a test set are L2-normalised; each test image takes
+its ``k`` most cosine-similar bank images, each neighbour votes for its label
+with weight ``exp(similarity / temperature)``, and the class with the largest
+total wins.
+
+The hook evaluates any MMPretrain model that has ``extract_feat`` (MAE,
+MoCoV3, MomaAlgorithm, ImageClassifier) during and after training::
+
+    custom_hooks = [
+        dict(
+            type='KNNEvalHook',
+            train_dataloader=dict(batch_size=256, dataset=..., ...),
+            val_dataloader=dict(batch_size=256, dataset=..., ...),
+            k=20,
+            temperature=0.07,
+            feature='cls_token',
+            interval=1)
+    ]
+
+Both dataloaders need labelled samples (``gt_label``) and a deterministic
+pipeline; on ImageNet use the ``val`` pipeline of a classification config for
+both.
+"""
+import copy
+import os.path as osp
+import time
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.dist import all_gather, get_world_size
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+from torch import nn
+from torch.utils.data import DataLoader
+
+FEATURES = ('cls_token', 'avg_patch', 'cls_avg_patch')
+
+
+def knn_classify(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test_feats: torch.Tensor,
+                 num_classes: int,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 chunk_size: int = 1024) -> torch.Tensor:
+    """Class scores of a temperature-weighted k-NN vote.
+
+    Args:
+        train_feats (torch.Tensor): (N, C) memory bank features.
+        train_labels (torch.Tensor): (N, ) int labels in ``[0, num_classes)``.
+        test_feats (torch.Tensor): (M, C) query features.
+        num_classes (int): Number of classes.
+        k (int): Neighbours per query; at most N are used. Defaults to 20.
+        temperature (float): Vote weight ``exp(cos / temperature)``.
+            Defaults to 0.07.
+        chunk_size (int): Queries per similarity matrix, to bound memory.
+            Defaults to 1024.
+
+    Returns:
+        torch.Tensor: (M, num_classes) summed vote weights.
+    """
+    if k < 1:
+        raise ValueError(f'knn_classify: k={k!r} must be >= 1.')
+    if not temperature > 0:
+        raise ValueError(
+            f'knn_classify: temperature={temperature!r} must be > 0.')
+    if train_feats.shape[0] != train_labels.shape[0]:
+        raise ValueError(
+            f'knn_classify: {train_feats.shape[0]} bank features but '
+            f'{train_labels.shape[0]} labels.')
+    bank = F.normalize(train_feats.float(), dim=1)  # (N, C)
+    labels = train_labels.long().to(bank.device)
+    k = min(k, bank.shape[0])
+    scores = []
+    for start in range(0, test_feats.shape[0], chunk_size):
+        query = F.normalize(
+            test_feats[start:start + chunk_size].float().to(bank.device),
+            dim=1)  # (m, C)
+        sim, idx = (query @ bank.t()).topk(k, dim=1)  # (m, k)
+        weight = (sim / temperature).exp()
+        votes = weight.new_zeros(query.shape[0], num_classes)
+        scores.append(votes.scatter_add_(1, labels[idx], weight))
+    return torch.cat(scores) if scores else bank.new_zeros(0, num_classes)
+
+
+def knn_accuracy(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test_feats: torch.Tensor,
+                 test_labels: torch.Tensor,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 topk: Sequence[int] = (1, 5),
+                 num_classes: Optional[int] = None) -> Dict[str, float]:
+    """Top-k accuracy (%) of :func:`knn_classify`.
+
+    Args:
+        train_feats, train_labels, test_feats: See :func:`knn_classify`.
+        test_labels (torch.Tensor): (M, ) int labels.
+        k (int): Neighbours. Defaults to 20.
+        temperature (float): Defaults to 0.07.
+        topk (Sequence[int]): Which top-k accuracies; those above the number
+            of classes are skipped. Defaults to (1, 5).
+        num_classes (int, optional): Defaults to None: one more than the
+            largest label seen.
+
+    Returns:
+        dict[str, float]: ``{'top1': ..., 'top5': ...}`` in percent.
+    """
+    if num_classes is None:
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    scores = knn_classify(train_feats, train_labels, test_feats, num_classes,
+                          k, temperature)
+    test_labels = test_labels.long().to(scores.device)
+    ranked = scores.argsort(dim=1, descending=True)
+    results = {}
+    for n in topk:
+        if n > num_classes:
+            continue
+        hit = (ranked[:, :n] == test_labels[:, None]).any(dim=1)
+        results[f'top{n}'] = 100.0 * hit.float().mean().item()
+    return results
+
+
+def pool_features(feats: torch.Tensor,
+                  feature: str = 'cls_token',
+                  num_extra_tokens: int = 1) -> torch.Tensor:
+    """One vector per image from a backbone output.
+
+    Args:
+        feats (torch.Tensor): (B, C) already pooled (used as is),
+            (B, N, C) tokens with ``num_extra_tokens`` class tokens first
+            (ViT ``out_type='raw'``), or (B, C, H, W) maps.
+        feature (str): For tokens: ``'cls_token'``, ``'avg_patch'`` (mean of
+            the patch tokens) or ``'cls_avg_patch'`` (both, concatenated).
+            A map is always averaged. Defaults to ``'cls_token'``.
+        num_extra_tokens (int): Class tokens before the patch tokens.
+            Defaults to 1.
+
+    Returns:
+        torch.Tensor: (B, C) or (B, 2C) for ``'cls_avg_patch'``.
+    """
+    if feature not in FEATURES:
+        raise ValueError(f'k-NN: feature={feature!r} is not supported; '
+                         f'allowed: {FEATURES}.')
+    if feats.dim() == 2:
+        return feats
+    if feats.dim() == 4:
+        return feats.mean(dim=(2, 3))
+    if feats.dim() != 3:
+        raise ValueError(f'k-NN: cannot pool backbone output of shape '
+                         f'{tuple(feats.shape)}; expected (B, C), (B, N, C) '
+                         'or (B, C, H, W).')
+    if feature != 'avg_patch' and num_extra_tokens < 1:
+        raise ValueError(f"k-NN: feature={feature!r} needs a class token, "
+                         "but the backbone has none; use 'avg_patch'.")
+    cls = feats[:, 0]
+    patches = feats[:, num_extra_tokens:].mean(dim=1)
+    if feature == 'cls_token':
+        return cls
+    if feature == 'avg_patch':
+        return patches
+    return torch.cat([cls, patches], dim=1)
+
+
+def _gather(tensors: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, ...]:
+    """Concatenate per-rank tensors of equal row count layout (all ranks)."""
+    if get_world_size() == 1:
+        return tensors
+    sizes = all_gather(tensors[0].new_tensor([tensors[0].shape[0]]).long())
+    longest = int(max(s.item() for s in sizes))
+    out = []
+    for t in tensors:
+        padded = t.new_zeros((longest, ) + tuple(t.shape[1:]))
+        padded[:t.shape[0]] = t
+        parts = all_gather(padded)
+        out.append(torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]))
+    return tuple(out)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module,
+                     dataloader: DataLoader,
+                     feature: str = 'cls_token') -> Tuple[torch.Tensor,
+                                                          torch.Tensor]:
+    """Frozen features and labels of every sample of ``dataloader``.
+
+    The model (unwrapped from DDP) runs ``extract_feat`` in eval mode under
+    ``no_grad``; its train/eval mode is restored afterwards. Under DDP every
+    rank gets the features of the whole dataset, each sample once.
+
+    Args:
+        model (nn.Module): An MMPretrain model with ``data_preprocessor`` and
+            ``extract_feat``, possibly wrapped.
+        dataloader (DataLoader): Labelled samples (``gt_label``).
+        feature (str): See :func:`pool_features`. Defaults to
+            ``'cls_token'``.
+
+    Returns:
+        tuple: ``feats`` (N, C) float and ``labels`` (N, ) long, in dataset
+        order.
+    """
+    if is_model_wrapper(model):
+        model = model.module
+    backbone = getattr(model, 'backbone', None)
+    num_extra = getattr(backbone, 'num_extra_tokens', 1)
+    was_training = model.training
+    model.eval()
+    feats, labels, indices = [], [], []
+    try:
+        for data in dataloader:
+            data = model.data_preprocessor(data, False)
+            inputs = data['inputs']
+            if isinstance(inputs, (list, tuple)):
+                inputs = inputs[0]  # a single view
+            out = model.extract_feat(inputs)
+            if isinstance(out, (list, tuple)):
+                out = out[-1]
+            feats.append(pool_features(out, feature, num_extra).float())
+            samples = data['data_samples']
+            if samples is None or 'gt_label' not in samples[0]:
+                raise ValueError(
+                    'k-NN: the dataloader gives no gt_label; build its '
+                    'dataset with labels (e.g. FashionMNISTIdx(with_label='
+                    'True)).')
+            labels.append(
+                torch.cat([s.gt_label.view(-1)[:1] for s in samples]))
+            indices.append(
+                torch.tensor([s.sample_idx for s in samples]))
+    finally:
+        model.train(was_training)
+    device = feats[0].device
+    feats, labels, indices = _gather(
+        (torch.cat(feats), torch.cat(labels).to(device),
+         torch.cat(indices).to(device)))
+    # A distributed sampler repeats samples to even out the ranks.
+    order = torch.argsort(indices, stable=True)
+    indices = indices[order]
+    first = torch.ones_like(indices, dtype=torch.bool)
+    first[1:] = indices[1:] != indices[:-1]
+    keep = order[first]
+    return feats[keep], labels[keep]
+
+
+def _num_classes(dataloader: DataLoader, labels: torch.Tensor) -> int:
+    classes = getattr(dataloader.dataset, 'metainfo', {}).get('classes')
+    return len(classes) if classes else int(labels.max()) + 1
+
+
+def knn_evaluate(model: nn.Module,
+                 train_dataloader: DataLoader,
+                 val_dataloader: DataLoader,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 feature: str = 'cls_token',
+                 topk: Sequence[int] = (1, 5)) -> Dict[str, float]:
+    """Weighted k-NN accuracy of a model's frozen features.
+
+    Args:
+        model (nn.Module): See :func:`extract_features`.
+        train_dataloader (DataLoader): The memory bank.
+        val_dataloader (DataLoader): The queries.
+        k (int): Neighbours. Defaults to 20.
+        temperature (float): Defaults to 0.07.
+        feature (str): See :func:`pool_features`. Defaults to
+            ``'cls_token'``.
+        topk (Sequence[int]): Defaults to (1, 5).
+
+    Returns:
+        dict[str, float]: ``top1``, ``top5`` (%), plus ``num_train``,
+        ``num_val`` and ``seconds``.
+    """
+    start = time.time()
+    train_feats, train_labels = extract_features(model, train_dataloader,
+                                                 feature)
+    val_feats, val_labels = extract_features(model, val_dataloader, feature)
+    num_classes = max(
+        _num_classes(train_dataloader, train_labels),
+        int(val_labels.max()) + 1)
+    results = knn_accuracy(train_feats, train_labels, val_feats, val_labels,
+                           k, temperature, topk, num_classes)
+    results.update(
+        num_train=int(train_feats.shape[0]),
+        num_val=int(val_feats.shape[0]),
+        seconds=time.time() - start)
+    return results
+
+
+@HOOKS.register_module()
+class KNNEvalHook(Hook):
+    """Weighted k-NN accuracy of the model's frozen features during training.
+
+    Every ``interval`` epochs (or iterations) and once more after training
+    (unless the last step was just evaluated), features of
+    ``train_dataloader`` (the memory bank) and ``val_dataloader`` are
+    extracted with ``model.extract_feat`` and the queries are classified by
+    :func:`knn_classify`. The accuracies are logged, put in the message hub
+    as ``{prefix}/top1`` / ``{prefix}/top5`` and written to the visualizer's
+    scalars (``vis_data/scalars.json``).
+
+    Args:
+        train_dataloader (dict | DataLoader): The labelled memory bank.
+        val_dataloader (dict | DataLoader): The labelled queries.
+        k (int): Neighbours. Defaults to 20 (DINO).
+        temperature (float): Vote weight ``exp(cos / temperature)``.
+            Defaults to 0.07 (DINO, InstDisc).
+        feature (str): How a ViT's tokens become one vector:
+            ``'cls_token'``, ``'avg_patch'`` or ``'cls_avg_patch'``; a
+            backbone that already outputs (B, C) is used as is. Defaults to
+            ``'cls_token'``.
+        interval (int): Evaluate every ``interval`` epochs (iterations when
+            ``by_epoch=False``); 0 only after training. Defaults to 1.
+        by_epoch (bool): Defaults to True.
+        eval_at_start (bool): Also evaluate before the first step (the
+            initial weights). Defaults to False.
+        prefix (str): Name of the logged scalars. Defaults to ``'knn'``.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 train_dataloader: Union[dict, DataLoader],
+                 val_dataloader: Union[dict, DataLoader],
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 feature: str = 'cls_token',
+                 interval: int = 1,
+                 by_epoch: bool = True,
+                 eval_at_start: bool = False,
+                 prefix: str = 'knn') -> None:
+        if not (isinstance(k, int) and k >= 1):
+            raise ValueError(f'KNNEvalHook: k={k!r} must be an int >= 1.')
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(
+                f'KNNEvalHook: temperature={temperature!r} must be > 0.')
+        if feature not in FEATURES:
+            raise ValueError(f'KNNEvalHook: feature={feature!r} is not '
+                             f'supported; allowed: {FEATURES}.')
+        if not (isinstance(interval, int) and interval >= 0):
+            raise ValueError(
+                f'KNNEvalHook: interval={interval!r} must be an int >= 0.')
+        self.train_dataloader = train_dataloader
+        self.val_dataloader = val_dataloader
+        self.k = k
+        self.temperature = float(temperature)
+        self.feature = feature
+        self.interval = interval
+        self.by_epoch = by_epoch
+        self.eval_at_start = eval_at_start
+        self.prefix = prefix
+        self.history = []
+        self._last_step = None
+
+    def _loader(self, runner, loader):
+        if isinstance(loader, DataLoader):
+            return loader
+        loader = copy.deepcopy(loader)
+        loader.setdefault('collate_fn', dict(type='default_collate'))
+        loader.setdefault('sampler', dict(type='DefaultSampler',
+                                          shuffle=False))
+        return runner.build_dataloader(loader, seed=runner.seed)
+
+    def before_train(self, runner) -> None:
+        """Build the dataloaders; optionally evaluate the initial model."""
+        self.train_dataloader = self._loader(runner, self.train_dataloader)
+        self.val_dataloader = self._loader(runner, self.val_dataloader)
+        if self.eval_at_start:
+            self.evaluate(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.by_epoch and self.interval and self.every_n_epochs(
+                runner, self.interval):
+            # The loop counts the epoch as done only after this hook.
+            self.evaluate(runner, epoch=runner.epoch + 1)
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        if not self.by_epoch and self.interval and self.every_n_train_iters(
+                runner, self.interval):
+            self.evaluate(runner)
+
+    def after_train(self, runner) -> None:
+        """Evaluate the final weights unless that was just done."""
+        if self._last_step != runner.iter:
+            self.evaluate(runner)
+
+    def evaluate(self,
+                 runner,
+                 epoch: Optional[int] = None) -> Dict[str, float]:
+        """Run the k-NN evaluation now and log it.
+
+        Args:
+            runner (Runner): The runner.
+            epoch (int, optional): Epochs completed, for the log. Defaults to
+                None: ``runner.epoch``.
+
+        Returns:
+            dict[str, float]: See :func:`knn_evaluate`.
+        """
+        epoch = runner.epoch if epoch is None else epoch
+        results = knn_evaluate(runner.model, self.train_dataloader,
+                               self.val_dataloader, self.k, self.temperature,
+                               self.feature)
+        self._last_step = runner.iter
+        scalars = {
+            f'{self.prefix}/{name}': value
+            for name, value in results.items() if name.startswith('top')
+        }
+        for name, value in scalars.items():
+            runner.message_hub.update_scalar(name, value)
+        runner.visualizer.add_scalars(scalars, step=runner.iter)
+        accs = '  '.join(f'{n.split("/")[-1]}: {v:.2f}'
+                         for n, v in scalars.items())
+        runner.logger.info(
+            f'k-NN ({self.feature}, k={self.k}, T={self.temperature:g}, '
+            f'{results["num_train"]} bank / {results["num_val"]} queries) '
+            f'epoch {epoch} iter {runner.iter}: {accs} '
+            f'({results["seconds"]:.1f} s)')
+        self.history.append(
+            dict(epoch=epoch, iter=runner.iter, **results))
+        return results
+
+
+def knn_evaluate_checkpoint(config,
+                            checkpoint: Optional[str] = None,
+                            cfg_options: Optional[dict] = None,
+                            train_dataloader: Optional[dict] = None,
+                            val_dataloader: Optional[dict] = None,
+                            device: Optional[str] = None,
+                            **knn_args) -> Dict[str, float]:
+    """k-NN accuracy of a config's model, from a checkpoint or random init.
+
+    The dataloaders and k-NN settings default to the config's
+    ``KNNEvalHook`` in ``custom_hooks``.
+
+    Args:
+        config (str | Config): The training config.
+        checkpoint (str, optional): Weights with the model's keys (under
+            ``state_dict`` or at the top level), loaded strictly with
+            ``weights_only=True``. Defaults to None: the randomly initialised
+            model (``init_weights``).
+        cfg_options (dict, optional): Merged into the config first.
+        train_dataloader (dict, optional): Overrides the hook's.
+        val_dataloader (dict, optional): Overrides the hook's.
+        device (str, optional): Where the model runs. Defaults to None:
+            ``'cuda'`` if available, else ``'cpu'``.
+        **knn_args: ``k``, ``temperature``, ``feature`` overriding the hook's.
+
+    Returns:
+        dict[str, float]: See :func:`knn_evaluate`.
+    """
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.runner import Runner, load_checkpoint
+    from mmpretrain.registry import MODELS
+
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if h.get('type') in ('KNNEvalHook', 'mmpretrain.KNNEvalHook')
+    ]
+    hook = copy.deepcopy(hooks[0]) if hooks else {}
+    train_loader = train_dataloader or hook.get('train_dataloader')
+    val_loader = val_dataloader or hook.get('val_dataloader')
+    if train_loader is None or val_loader is None:
+        raise ValueError('knn_evaluate_checkpoint: the config has no '
+                         'KNNEvalHook in custom_hooks; pass train_dataloader '
+                         'and val_dataloader.')
+    args = {
+        key: knn_args.get(key, hook.get(key, default))
+        for key, default in (('k', 20), ('temperature', 0.07),
+                             ('feature', 'cls_token'))
+    }
+    scope = cfg.get('default_scope', 'mmpretrain')
+    if DefaultScope.get_current_instance() is None:
+        init_default_scope(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        model_cfg = copy.deepcopy(cfg.model)
+        if cfg.get('data_preprocessor') is not None:
+            model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+        model = MODELS.build(model_cfg)
+        if checkpoint is None:
+            model.init_weights()
+        else:
+            if not osp.isfile(checkpoint):
+                raise FileNotFoundError(
+                    f'knn_evaluate_checkpoint: checkpoint={checkpoint!r} '
+                    'does not exist.')
+            load_checkpoint(
+                model,
+                checkpoint,
+                map_location='cpu',
+                strict=True,
+                logger=MMLogger.get_current_instance())
+        if device is None:
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        model.to(device)
+        loaders = []
+        for loader in (train_loader, val_loader):
+            loader = copy.deepcopy(loader)
+            loader.setdefault('collate_fn', dict(type='default_collate'))
+            loader.setdefault('sampler',
+                              dict(type='DefaultSampler', shuffle=False))
+            loaders.append(Runner.build_dataloader(loader, seed=0))
+        return knn_evaluate(model, loaders[0], loaders[1], **args)

@@ -1,0 +1,303 @@
+"""Measure the training step of a config: throughput, FLOPs, MFU, memory.
+
+Synthetic images of the model's input size (timings do not depend on the
+pixel values or on the teachers' weights, so ``Pretrained`` init_cfgs are
+dropped unless ``--keep-weights``). One step is counted with
+``torch.utils.flop_counter`` (forward + backward, counted, not estimated) and
+its forward pass split between teachers, student, necks and heads; then ``--iters`` steps are
+timed after ``--warmup``. Prints a table and writes JSON::
+
+    python tools/benchmark.py configs/moma/moma_vit-b_moco-mae_100e.py \\
+        --batch-size 256 --amp bf16 --peak-tflops 989 --out bench.json
+
+``--data N`` also times N batches of the config's own train dataloader
+(images/s one process sustains; the dataset must be on disk).
+"""
+import argparse
+import json
+import os.path as osp
+import platform
+import resource
+import sys
+import time
+from typing import Dict, Optional
+
+try:
+    import mmmoma  # noqa: F401 - compat fixes before mmpretrain
+except ModuleNotFoundError as err:  # a checkout that is not installed
+    if err.name != 'mmmoma':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import mmmoma  # noqa: F401
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmmoma.models.checkpoint import is_pretrained_cfg
+
+AMP_DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+# Top-level children of a MomaAlgorithm, in the order they are reported.
+PARTS = ('teachers', 'backbone', 'necks', 'heads')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='images per step (default: the config\'s)')
+    parser.add_argument('--iters', type=int, default=20,
+                        help='timed steps (default 20)')
+    parser.add_argument('--warmup', type=int, default=5,
+                        help='untimed steps first (default 5)')
+    parser.add_argument('--amp', choices=sorted(AMP_DTYPES), default='none',
+                        help='autocast dtype (needs a GPU for fp16)')
+    parser.add_argument('--device', default=None,
+                        help='cuda or cpu (default: cuda when available)')
+    parser.add_argument('--peak-tflops', type=float, default=None,
+                        help='dense peak of the device for --amp, for MFU '
+                        '(H100/H200 SXM bf16: 989)')
+    parser.add_argument('--data', type=int, default=0, metavar='N',
+                        help='also time N batches of the train dataloader')
+    parser.add_argument('--keep-weights', action='store_true',
+                        help='load Pretrained init_cfgs (default: random)')
+    parser.add_argument('--out', default=None, help='write the JSON here')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    args = parser.parse_args(argv)
+    for name in ('batch_size', 'iters', 'peak_tflops'):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            parser.error(f'--{name.replace("_", "-")}={value} must be > 0')
+    if args.warmup < 0 or args.data < 0:
+        parser.error('--warmup and --data must be >= 0')
+    return args
+
+
+def _drop_pretrained(model_cfg: dict) -> None:
+    for cfg in [model_cfg.get('backbone', {})] + list(
+            (model_cfg.get('teachers') or {}).values()):
+        if is_pretrained_cfg(cfg.get('init_cfg')):
+            cfg.pop('init_cfg')
+
+
+def build(cfg: Config, args: argparse.Namespace, device: torch.device):
+    """The model (train mode) and its optimiser wrapper on ``device``."""
+    from mmpretrain.registry import MODELS
+    model_cfg = cfg.model
+    if not args.keep_weights:
+        _drop_pretrained(model_cfg)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmpretrain')):
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+        model.to(device)
+        model.train()
+        wrapper = dict(cfg.optim_wrapper)
+        dtype = AMP_DTYPES[args.amp]
+        if dtype is None:
+            wrapper['type'] = 'OptimWrapper'
+            wrapper.pop('loss_scale', None)
+            wrapper.pop('dtype', None)
+        else:
+            wrapper.update(type='AmpOptimWrapper', dtype=dtype)
+            if dtype is torch.bfloat16:
+                wrapper.pop('loss_scale', None)  # bf16 needs no scaling
+        optim_wrapper = build_optim_wrapper(model, wrapper)
+    return model, optim_wrapper
+
+
+def synthetic_batch(model, batch_size: int, device) -> dict:
+    size = model.backbone.patch_embed.init_input_size
+    images = torch.randint(0, 256, (batch_size, 3, *size), dtype=torch.uint8)
+    return dict(inputs=[images.to(device)], data_samples=None)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def count_flops(model, optim_wrapper, data) -> Dict[str, float]:
+    """FLOPs of one training step, and the forward split between parts.
+
+    ``total`` counts forward + backward. The per-part numbers count the
+    forward pass only: FlopCounterMode attributes backward FLOPs to
+    whichever module is current, which is not reliable per part.
+    """
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.train_step(data, optim_wrapper)
+    split = {'total': float(counter.get_total_flops())}
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        batch = model.data_preprocessor(data, True)
+        model(**batch, mode='loss')
+    counts = counter.get_flop_counts()
+    split['forward'] = float(counter.get_total_flops())
+    root = type(model).__name__
+    for part in PARTS:
+        # The student and ViT teachers run block by block (no call of the
+        # backbone itself): sum the outermost modules seen under the part.
+        keys = [k for k in counts if k.startswith(f'{root}.{part}.')]
+        outer = [
+            k for k in keys
+            if not any(k.startswith(other + '.') for other in keys)
+        ]
+        if outer:
+            split[f'forward_{part}'] = float(
+                sum(sum(counts[k].values()) for k in outer))
+    return split
+
+
+def time_steps(model, optim_wrapper, data, warmup: int, iters: int,
+               device) -> float:
+    """Seconds per training step."""
+    for _ in range(warmup):
+        model.train_step(data, optim_wrapper)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        model.train_step(data, optim_wrapper)
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def time_teachers(model, data, warmup: int, iters: int, device,
+                  dtype: Optional[torch.dtype]) -> Optional[float]:
+    """Seconds per step spent in the frozen teachers alone (forward)."""
+    if not hasattr(model, 'teacher_targets'):
+        return None
+    from mmmoma.models.utils import random_token_mask
+    images = model.data_preprocessor(data, True)['inputs']
+    images = images[0] if isinstance(images, (list, tuple)) else images
+    ids_keep, ids_restore, _ = random_token_mask(
+        images.shape[0], model.num_patches, model.mask_ratio, images.device)
+    def run():
+        with torch.autocast(device.type, dtype=dtype,
+                            enabled=dtype is not None):
+            for name in model.teachers:
+                model.teacher_targets(name, images, ids_keep, ids_restore)
+
+    for _ in range(warmup):
+        run()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        run()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def time_dataloader(cfg: Config, batches: int) -> float:
+    """Images per second the config's train dataloader gives one process."""
+    from mmengine.runner import Runner
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmpretrain')):
+        loader = Runner.build_dataloader(cfg.train_dataloader)
+    it = iter(loader)
+    next(it)  # worker start-up is not throughput
+    start, seen = time.perf_counter(), 0
+    for _ in range(batches):
+        batch = next(it)
+        inputs = batch['inputs']
+        seen += len(inputs[0] if isinstance(inputs[0], (list, tuple))
+                    else inputs)
+    return seen / (time.perf_counter() - start)
+
+
+def peak_memory(device: torch.device) -> Dict[str, float]:
+    if device.type == 'cuda':
+        return {'gpu_peak_allocated_gib':
+                torch.cuda.max_memory_allocated(device) / 2**30}
+    # ru_maxrss is in KiB on Linux: the whole process, not only tensors.
+    return {'cpu_peak_rss_gib':
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
+    if args.amp != 'none' and device.type != 'cuda':
+        raise SystemExit(f'--amp {args.amp} needs a GPU (MMEngine\'s '
+                         'AmpOptimWrapper refuses CPU); use --amp none.')
+    batch_size = args.batch_size or cfg.train_dataloader.batch_size
+    model, optim_wrapper = build(cfg, args, device)
+    data = synthetic_batch(model, batch_size, device)
+
+    flops = count_flops(model, optim_wrapper, data)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    step = time_steps(model, optim_wrapper, data, args.warmup, args.iters,
+                      device)
+    teachers = time_teachers(model, data, args.warmup, args.iters, device,
+                             AMP_DTYPES[args.amp])
+    result = {
+        'config': args.config,
+        'device': (torch.cuda.get_device_name(device)
+                   if device.type == 'cuda' else platform.processor()
+                   or platform.machine()) + f' ({device.type})',
+        'torch': torch.__version__,
+        'amp': args.amp,
+        'batch_size': batch_size,
+        'step_ms': step * 1e3,
+        'images_per_s': batch_size / step,
+        'gflop_per_image': {
+            k: v / batch_size / 1e9
+            for k, v in flops.items()
+        },
+        'teacher_forward_ms': None if teachers is None else teachers * 1e3,
+        **peak_memory(device),
+    }
+    achieved = flops['total'] / step / 1e12
+    result['achieved_tflops'] = achieved
+    if args.peak_tflops:
+        result['peak_tflops'] = args.peak_tflops
+        result['mfu'] = achieved / args.peak_tflops
+    if args.data:
+        result['dataloader_images_per_s'] = time_dataloader(cfg, args.data)
+    print(render(result))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.out}')
+    return result
+
+
+def render(result: dict) -> str:
+    rows = [('config', result['config']), ('device', result['device']),
+            ('torch / amp', f'{result["torch"]} / {result["amp"]}'),
+            ('batch', result['batch_size']),
+            ('step', f'{result["step_ms"]:.1f} ms'),
+            ('throughput', f'{result["images_per_s"]:.1f} images/s'),
+            ('achieved', f'{result["achieved_tflops"]:.3f} TFLOP/s')]
+    if 'mfu' in result:
+        rows.append(('MFU', f'{100 * result["mfu"]:.1f}% of '
+                     f'{result["peak_tflops"]} TFLOP/s'))
+    for part, value in result['gflop_per_image'].items():
+        rows.append((f'GFLOP/image {part}', f'{value:.3f}'))
+    if result['teacher_forward_ms'] is not None:
+        share = result['teacher_forward_ms'] / result['step_ms']
+        rows.append(('teachers (forward)',
+                     f'{result["teacher_forward_ms"]:.1f} ms '
+                     f'({100 * share:.0f}% of the step)'))
+    for key in ('gpu_peak_allocated_gib', 'cpu_peak_rss_gib'):
+        if key in result:
+            rows.append((key.replace('_', ' '), f'{result[key]:.2f}'))
+    if 'dataloader_images_per_s' in result:
+        rows.append(('dataloader (1 process)',
+                     f'{result["dataloader_images_per_s"]:.1f} images/s'))
+    width = max(len(k) for k, _ in rows)
+    return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
+
+
+if __name__ == '__main__':
+    main()
