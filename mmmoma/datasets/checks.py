@@ -57,7 +57,9 @@ def _expected_subfolders(dataset: dict) -> Sequence[str]:
     if isinstance(prefix, str) and prefix:
         return [prefix]
     split = dataset.get('split')
-    if isinstance(split, str) and split and not dataset.get('ann_file'):
+    if (str(dataset.get('type', '')).endswith('ImageNet')
+            and isinstance(split, str) and split
+            and not dataset.get('ann_file')):
         return [split]  # MMPretrain's ImageNet: data_root/<split>/
     return []
 
