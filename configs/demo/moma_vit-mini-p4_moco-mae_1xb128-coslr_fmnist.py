@@ -1,0 +1,48 @@
+# MOMA on Fashion-MNIST: step 3 of tools/demo.py. The MoCo v3 and MAE
+# teachers of steps 1-2 (128-d, 4 blocks) are distilled into a smaller
+# student (96-d, 4 blocks) that sees 10% of the 49 patches (4 of them).
+# The teachers are the checkpoints of steps 1-2, which tools/demo.py passes
+# as (the same for mae)
+#   --cfg-options model.teachers.mocov3.init_cfg._delete_=True
+#       model.teachers.mocov3.init_cfg.type=Pretrained
+#       model.teachers.mocov3.init_cfg.checkpoint=PATH
+#       model.teachers.mocov3.init_cfg.prefix=backbone.
+# Without them (init_cfg=None) the teachers stay random: for tests only.
+_base_ = [
+    '../_base_/models/moma_vit-b.py',
+    './_base_/datasets/fmnist_bs128_mae.py',
+    './_base_/schedules/fmnist_adamw_coslr.py',
+    './_base_/fmnist_runtime.py',
+]
+custom_imports = dict(imports=['mmmoma'], allow_failed_imports=False)
+
+# choice: CPU-sized teachers and student (MOMA: ViT-B, 224 px, 16 px
+# patches); the teachers match configs/demo/{mocov3,mae}_vit-tiny-p4_*.py.
+teacher_arch = dict(
+    embed_dims=128, num_layers=4, num_heads=4, feedforward_channels=512)
+model = dict(
+    backbone=dict(
+        arch=dict(
+            _delete_=True,
+            embed_dims=96,
+            num_layers=4,
+            num_heads=3,
+            feedforward_channels=384),
+        img_size=28,
+        patch_size=4),
+    teachers=dict(
+        mocov3=dict(
+            arch=dict(_delete_=True, **teacher_arch),
+            img_size=28,
+            patch_size=4,
+            init_cfg=None),
+        mae=dict(
+            arch=dict(_delete_=True, **teacher_arch),
+            img_size=28,
+            patch_size=4,
+            init_cfg=None)),
+    # choice: a linear projector per teacher on the student's own class and
+    # visible tokens (MomaNeck mode='linear'), not the 2-block decoder: the
+    # student's tokens themselves must carry the teachers' features, and it
+    # is cheap on a CPU.
+    neck=dict(mode='linear'))
