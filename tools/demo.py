@@ -302,6 +302,7 @@ def train_step(name: str, index: int, args: argparse.Namespace,
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (REPO_ROOT, env.get('PYTHONPATH')) if p)
     env.setdefault('PYTHONWARNINGS', 'ignore')
+    env['PYTHONUNBUFFERED'] = '1'  # progress lines as they come
     progress.log(f'step {index}/4 {TITLES[name]}: training '
                  f'{settings["epochs"]} epoch(s), log in '
                  f'{osp.join(run_dir, "train.log")}', name)

@@ -170,7 +170,7 @@ def pool_features(feats: torch.Tensor,
 
 
 def _gather(tensors: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, ...]:
-    """Concatenate per-rank tensors of equal row count layout (all ranks)."""
+    """Concatenate each tensor's rows from all ranks (rank order)."""
     if get_world_size() == 1:
         return tensors
     sizes = all_gather(tensors[0].new_tensor([tensors[0].shape[0]]).long())
@@ -235,6 +235,8 @@ def extract_features(model: nn.Module,
                 torch.tensor([s.sample_idx for s in samples]))
     finally:
         model.train(was_training)
+    if not feats:
+        raise ValueError('k-NN: the dataloader gave no batches.')
     device = feats[0].device
     feats, labels, indices = _gather(
         (torch.cat(feats), torch.cat(labels).to(device),
