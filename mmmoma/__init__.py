@@ -5,14 +5,16 @@ from . import compat
 compat.apply_all()
 
 from .datasets import FashionMNISTIdx  # noqa: E402
-from .engine import LayerDecayOptimWrapperConstructor  # noqa: E402
+from .engine import (EpochSeedHook,  # noqa: E402
+                     LayerDecayOptimWrapperConstructor, NonFiniteLossHook)
 from .evaluation import KNNEvalHook, knn_evaluate  # noqa: E402
 from .models import (MomaAlgorithm, MomaNeck, MomaViT,  # noqa: E402
                      SmoothL1AlignHead)
 from .version import __version__  # noqa: E402
 
 __all__ = [
-    '__version__', 'compat', 'FashionMNISTIdx', 'KNNEvalHook',
-    'knn_evaluate', 'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm',
-    'MomaNeck', 'MomaViT', 'SmoothL1AlignHead'
+    '__version__', 'compat', 'EpochSeedHook', 'FashionMNISTIdx',
+    'KNNEvalHook', 'knn_evaluate', 'LayerDecayOptimWrapperConstructor',
+    'MomaAlgorithm', 'MomaNeck', 'MomaViT', 'NonFiniteLossHook',
+    'SmoothL1AlignHead'
 ]

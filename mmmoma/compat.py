@@ -17,6 +17,8 @@ and their fixes are listed in ``shared/STACK.md``:
   holds are allowlisted (``mmmoma.checkpoint_safety``), so every load keeps
   ``weights_only=True``; only ``Runner.resume`` of the project's own
   checkpoints may unpickle more.
+- atomic checkpoints: MMEngine writes checkpoints and ``last_checkpoint``
+  in place; a kill mid-write would leave a truncated file to resume from.
 - numpy 2: mmcv's ``adjust_hue`` overflows for a negative hue factor, and
   ``np.in1d`` (used by mmpretrain's retrieval metrics) is gone in 2.4.
 - ``mmmoma::`` config prefix: MMEngine resolves ``package::path`` only for
@@ -31,6 +33,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import tempfile
 import types
 from typing import Callable, Iterator
 
@@ -173,6 +176,66 @@ def fix_runner_checkpoints() -> bool:
         return False
     from .checkpoint_safety import allow_runner_checkpoints
     return allow_runner_checkpoints()
+
+
+# ------------------------------------------------------- atomic checkpoints
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = 'wb', **kwargs) -> Iterator:
+    """Open ``path`` for writing; it appears complete or not at all.
+
+    The data go to a temporary file in the same folder, which is flushed,
+    fsynced and renamed over ``path`` (``os.replace`` is atomic on POSIX)
+    only after the whole write succeeded. A process killed mid-write leaves
+    the previous ``path`` untouched and a stray ``.tmp`` file beside it.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _open_writes_atomically(file, mode: str = 'r', *args, **kwargs):
+    """``open`` whose plain truncating writes go through atomic_write."""
+    if isinstance(file, (str, os.PathLike)) and 'w' in mode \
+            and '+' not in mode and not args:
+        return atomic_write(os.fspath(file), mode, **kwargs)
+    return open(file, mode, *args, **kwargs)
+
+
+def fix_atomic_checkpoints() -> bool:
+    """Write checkpoints and ``last_checkpoint`` via a temporary + rename.
+
+    MMEngine writes a checkpoint straight to its final name
+    (``LocalBackend.put``) and then overwrites ``last_checkpoint`` in place,
+    so a job killed mid-write leaves a truncated file that a later
+    ``--resume`` picks up. Both modules' ``open`` becomes
+    :func:`_open_writes_atomically`; reads are unchanged.
+    """
+    from mmengine.fileio.backends import local_backend
+    from mmengine.hooks import checkpoint_hook
+    modules = (local_backend, checkpoint_hook)
+    if all(getattr(m, 'open', None) is _open_writes_atomically
+           for m in modules):
+        return False
+    for module in modules:
+        module.open = _open_writes_atomically
+    return True
 
 
 # -------------------------------------------------------------------- numpy
@@ -357,6 +420,7 @@ _FIXES = (
     ('torchvision', fix_torchvision),
     ('weights_only_resume', fix_weights_only_resume),
     ('runner_checkpoints', fix_runner_checkpoints),
+    ('atomic_checkpoints', fix_atomic_checkpoints),
     ('adjust_hue', fix_adjust_hue),
     ('np_in1d', fix_np_in1d),
     ('config_prefix', fix_config_prefix),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,41 @@ def class_folders(tmp_path_factory) -> Path:
     make_images(root / 'a', num=8, seed=1)
     make_images(root / 'b', num=8, seed=2)
     return root
+
+
+@pytest.fixture(scope='session')
+def tiny_moma_run(tmp_path_factory) -> dict:
+    """For ``tests/data/configs/moma_tiny_cpu.py``: 16 generated 40x40
+    images, MoCo v3 / MAE teacher checkpoints in MMPretrain's layout, and
+    the ``--cfg-options`` that point the config at them."""
+    import mmmoma  # noqa: F401  (first: its fixes precede mmpretrain)
+    from mmpretrain.models import MoCoV3ViT, VisionTransformer
+    root = tmp_path_factory.mktemp('tiny_moma_run')
+    images = root / 'images'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        base = rng.integers(0, 255, (1, 1, 3))
+        ramp = np.linspace(0, 1, 40)[:, None, None] * rng.integers(0, 255, 3)
+        img = np.clip(base + ramp + rng.normal(0, 8, (40, 40, 3)), 0, 255)
+        Image.fromarray(img.astype(np.uint8)).save(images / f'{i:02d}.png')
+    torch.manual_seed(0)
+    tiny = dict(embed_dims=32, num_layers=2, num_heads=2,
+                feedforward_channels=64)
+    ckpts = {}
+    for name, cls in (('mocov3', MoCoV3ViT), ('mae', VisionTransformer)):
+        teacher = cls(arch=dict(tiny), img_size=32, patch_size=8,
+                      out_type='raw')
+        teacher.init_weights()
+        state = {'backbone.' + k: v for k, v in teacher.state_dict().items()}
+        ckpts[name] = root / f'{name}.pth'
+        torch.save({'state_dict': state}, ckpts[name])
+    options = [
+        f'model.teachers.mocov3.init_cfg.checkpoint={ckpts["mocov3"]}',
+        f'model.teachers.mae.init_cfg.checkpoint={ckpts["mae"]}',
+        f'train_dataloader.dataset.data_root={images}',
+    ]
+    return dict(root=root, images=images, ckpts=ckpts, options=options)
 
 
 @pytest.fixture

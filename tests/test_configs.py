@@ -42,3 +42,11 @@ def test_config_builds(path):
         assert 0 < model.mask_ratio < 1
         assert all(not p.requires_grad for p in model.teachers.parameters())
 
+    if cfg.model.type == 'MomaAlgorithm':
+        # pretraining runs are reseeded per epoch and stop on a NaN loss
+        from mmengine.registry import HOOKS
+        hooks = {h['type']: h for h in cfg.get('custom_hooks', [])}
+        for name in ('EpochSeedHook', 'NonFiniteLossHook'):
+            assert name in hooks, path.name
+            with DefaultScope.overwrite_default_scope(scope):
+                HOOKS.build(dict(hooks[name]))

@@ -12,6 +12,11 @@ timed after ``--warmup``. Prints a table and writes JSON::
 
 ``--data N`` also times N batches of the config's own train dataloader
 (images/s one process sustains; the dataset must be on disk).
+
+``--fast`` measures the same config with the speed options of
+``MomaAlgorithm`` and the optimiser (``FAST_CFG_OPTIONS``; with
+``--amp bf16`` also no loss scaling), ``--compile`` adds
+``model.compile=True``; naive and fast runs of one config compare directly.
 """
 import argparse
 import json
@@ -20,7 +25,7 @@ import platform
 import resource
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 try:
     import mmmoma  # noqa: F401 - compat fixes before mmpretrain
@@ -39,6 +44,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmmoma.models.checkpoint import is_pretrained_cfg
 
 AMP_DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+# --fast: MomaAlgorithm's speed options (see its docstring) and a fused
+# AdamW; configs/moma/benchmarks/moma_vit-b_moco-mae_fast-100e.py sets the
+# same for training.
+FAST_CFG_OPTIONS = {
+    'model.teacher_dtype': 'bfloat16',
+    'model.teacher_inference_mode': True,
+    'optim_wrapper.optimizer.fused': True,
+    'env_cfg.cudnn_benchmark': True,
+}
 # Top-level children of a MomaAlgorithm, in the order they are reported.
 PARTS = ('teachers', 'backbone', 'necks', 'heads')
 
@@ -63,6 +77,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='also time N batches of the train dataloader')
     parser.add_argument('--keep-weights', action='store_true',
                         help='load Pretrained init_cfgs (default: random)')
+    parser.add_argument('--fast', action='store_true',
+                        help='apply FAST_CFG_OPTIONS (bf16 teachers in '
+                        'inference mode, fused AdamW, cuDNN benchmark; '
+                        'with --amp bf16 no loss scaling)')
+    parser.add_argument('--compile', action='store_true',
+                        help='also set model.compile=True (torch.compile '
+                        'block by block)')
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='also profile N steps and report the ops that '
+                        'take the most time')
     parser.add_argument('--out', default=None, help='write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
@@ -71,8 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f'--{name.replace("_", "-")}={value} must be > 0')
-    if args.warmup < 0 or args.data < 0:
-        parser.error('--warmup and --data must be >= 0')
+    if args.warmup < 0 or args.data < 0 or args.profile < 0:
+        parser.error('--warmup, --data and --profile must be >= 0')
     return args
 
 
@@ -104,9 +128,12 @@ def build(cfg: Config, args: argparse.Namespace, device: torch.device):
             wrapper.pop('loss_scale', None)
             wrapper.pop('dtype', None)
         else:
+            # The config's loss_scale stays: 'dynamic' in the naive recipe.
             wrapper.update(type='AmpOptimWrapper', dtype=dtype)
-            if dtype is torch.bfloat16:
-                wrapper.pop('loss_scale', None)  # bf16 needs no scaling
+            if args.fast and dtype is torch.bfloat16:
+                # bf16 has float32's range: no scaling, and no GradScaler
+                # whose inf check waits for the GPU every step.
+                wrapper['loss_scale'] = dict(enabled=False)
         optim_wrapper = build_optim_wrapper(model, wrapper)
     return model, optim_wrapper
 
@@ -122,6 +149,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _eager():
+    """Run compiled modules eagerly: FLOPs are counted on eager ops."""
+    return torch.compiler.set_stance('force_eager')
+
+
 def count_flops(model, optim_wrapper, data) -> Dict[str, float]:
     """FLOPs of one training step, and the forward split between parts.
 
@@ -130,11 +162,11 @@ def count_flops(model, optim_wrapper, data) -> Dict[str, float]:
     whichever module is current, which is not reliable per part.
     """
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, _eager():
         model.train_step(data, optim_wrapper)
     split = {'total': float(counter.get_total_flops())}
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+    with counter, _eager(), torch.no_grad():
         batch = model.data_preprocessor(data, True)
         model(**batch, mode='loss')
     counts = counter.get_flop_counts()
@@ -155,16 +187,17 @@ def count_flops(model, optim_wrapper, data) -> Dict[str, float]:
 
 
 def time_steps(model, optim_wrapper, data, warmup: int, iters: int,
-               device) -> float:
-    """Seconds per training step."""
+               device) -> Tuple[float, float]:
+    """Seconds per training step, and the loss of the last step."""
     for _ in range(warmup):
         model.train_step(data, optim_wrapper)
     _sync(device)
     start = time.perf_counter()
     for _ in range(iters):
-        model.train_step(data, optim_wrapper)
+        log_vars = model.train_step(data, optim_wrapper)
     _sync(device)
-    return (time.perf_counter() - start) / iters
+    return (time.perf_counter() - start) / iters, float(
+        log_vars['loss'].detach())
 
 
 def time_teachers(model, data, warmup: int, iters: int, device,
@@ -191,6 +224,27 @@ def time_teachers(model, data, warmup: int, iters: int, device,
         run()
     _sync(device)
     return (time.perf_counter() - start) / iters
+
+
+def profile_steps(model, optim_wrapper, data, steps: int, device,
+                  top: int = 25) -> List[dict]:
+    """The ``top`` ops by their own time (device time on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            model.train_step(data, optim_wrapper)
+        _sync(device)
+    key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key),
+                    reverse=True)[:top]
+    return [{
+        'op': e.key,
+        'self_ms_per_step': getattr(e, key) / 1e3 / steps,
+        'calls_per_step': e.count / steps
+    } for e in events]
 
 
 def time_dataloader(cfg: Config, batches: int) -> float:
@@ -222,6 +276,10 @@ def peak_memory(device: torch.device) -> Dict[str, float]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
+    if args.fast:
+        cfg.merge_from_dict(FAST_CFG_OPTIONS)
+    if args.compile:
+        cfg.merge_from_dict({'model.compile': True})
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     device = torch.device(args.device or (
@@ -230,14 +288,17 @@ def main(argv=None) -> dict:
         raise SystemExit(f'--amp {args.amp} needs a GPU (MMEngine\'s '
                          'AmpOptimWrapper refuses CPU); use --amp none.')
     batch_size = args.batch_size or cfg.train_dataloader.batch_size
+    # What MMEngine's Runner does with env_cfg.
+    torch.backends.cudnn.benchmark = bool(
+        cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     model, optim_wrapper = build(cfg, args, device)
     data = synthetic_batch(model, batch_size, device)
 
     flops = count_flops(model, optim_wrapper, data)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    step = time_steps(model, optim_wrapper, data, args.warmup, args.iters,
-                      device)
+    step, last_loss = time_steps(model, optim_wrapper, data, args.warmup,
+                                 args.iters, device)
     teachers = time_teachers(model, data, args.warmup, args.iters, device,
                              AMP_DTYPES[args.amp])
     result = {
@@ -247,7 +308,10 @@ def main(argv=None) -> dict:
                    or platform.machine()) + f' ({device.type})',
         'torch': torch.__version__,
         'amp': args.amp,
+        'fast': args.fast,
+        'speed_options': speed_options(model, optim_wrapper),
         'batch_size': batch_size,
+        'last_loss': last_loss,
         'step_ms': step * 1e3,
         'images_per_s': batch_size / step,
         'gflop_per_image': {
@@ -255,6 +319,7 @@ def main(argv=None) -> dict:
             for k, v in flops.items()
         },
         'teacher_forward_ms': None if teachers is None else teachers * 1e3,
+        'num_teachers': len(getattr(model, 'teachers', ())),
         **peak_memory(device),
     }
     achieved = flops['total'] / step / 1e12
@@ -262,6 +327,9 @@ def main(argv=None) -> dict:
     if args.peak_tflops:
         result['peak_tflops'] = args.peak_tflops
         result['mfu'] = achieved / args.peak_tflops
+    if args.profile:
+        result['profile'] = profile_steps(model, optim_wrapper, data,
+                                          args.profile, device)
     if args.data:
         result['dataloader_images_per_s'] = time_dataloader(cfg, args.data)
     print(render(result))
@@ -272,12 +340,30 @@ def main(argv=None) -> dict:
     return result
 
 
+def speed_options(model, optim_wrapper) -> dict:
+    """The speed settings in effect, as measured."""
+    dtype = getattr(model, 'teacher_dtype', None)
+    scaler = getattr(optim_wrapper, 'loss_scaler', None)
+    return {
+        'teacher_dtype': None if dtype is None else str(dtype),
+        'teacher_inference_mode': getattr(model, 'teacher_inference_mode',
+                                          None),
+        'compile': getattr(model, 'compile_cfg', None),
+        'fused_optimizer': bool(
+            optim_wrapper.optimizer.defaults.get('fused')),
+        'loss_scaler': None if scaler is None else scaler.is_enabled(),
+        'cudnn_benchmark': torch.backends.cudnn.benchmark,
+    }
+
+
 def render(result: dict) -> str:
     rows = [('config', result['config']), ('device', result['device']),
             ('torch / amp', f'{result["torch"]} / {result["amp"]}'),
+            ('fast', f'{result["fast"]} {result["speed_options"]}'),
             ('batch', result['batch_size']),
             ('step', f'{result["step_ms"]:.1f} ms'),
             ('throughput', f'{result["images_per_s"]:.1f} images/s'),
+            ('last loss', f'{result["last_loss"]:.4f}'),
             ('achieved', f'{result["achieved_tflops"]:.3f} TFLOP/s')]
     if 'mfu' in result:
         rows.append(('MFU', f'{100 * result["mfu"]:.1f}% of '
@@ -295,6 +381,10 @@ def render(result: dict) -> str:
     if 'dataloader_images_per_s' in result:
         rows.append(('dataloader (1 process)',
                      f'{result["dataloader_images_per_s"]:.1f} images/s'))
+    for row in result.get('profile', [])[:10]:
+        rows.append((f'profile {row["op"][:40]}',
+                     f'{row["self_ms_per_step"]:.2f} ms/step, '
+                     f'{row["calls_per_step"]:.0f} calls'))
     width = max(len(k) for k, _ in rows)
     return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
 

@@ -20,10 +20,11 @@ Usage::
     python tools/demo.py --force               # retrain everything
 
 Outputs under ``--work-dir`` (default ``work_dirs/demo``): one folder per
-step with MMEngine's logs and checkpoints, ``checkpoints/{mae,mocov3,moma}.pth``
-(weights only, the files the next steps load), ``results.json`` and
-``results.md``. A rerun reuses every step whose checkpoint exists and was
-made with the same settings.
+step with MMEngine's logs and checkpoints,
+``checkpoints/{mae,mocov3,moma}.pth`` (weights only, the files the next
+steps load), ``results.json`` and ``results.md``. A rerun reuses every
+step whose checkpoint exists and was made with the same settings and
+config.
 
 k-NN protocol (step 4): class token of the last block, L2-normalised;
 memory bank = the first ``knn_train`` Fashion-MNIST train images, queries =
@@ -33,6 +34,7 @@ DINO's weighted vote with k=20 and temperature 0.07. Images are unaugmented
 """
 import argparse
 import copy
+import hashlib
 import json
 import os
 import os.path as osp
@@ -73,7 +75,7 @@ PRESETS = {
         hook_train=2000,
         hook_test=1000,
         amp=False,
-        estimate=dict(mae=60, mocov3=420, moma=200, eval=90)),
+        estimate=dict(mae=60, mocov3=430, moma=240, eval=80)),
     'smoke':
     dict(
         train_samples=512,
@@ -169,6 +171,13 @@ class Progress:
         eta = self.remaining(current, current_left)
         print(f'[demo {fmt_time(elapsed)} | ETA {fmt_time(eta)}] {message}',
               flush=True)
+
+
+def config_hash(name: str) -> str:
+    """Hash of a step's resolved config (its bases included)."""
+    from mmengine.config import Config
+    text = Config.fromfile(osp.join(CONFIG_DIR, CONFIGS[name])).pretty_text
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_meta(path: str) -> Optional[dict]:
@@ -267,6 +276,7 @@ def train_step(name: str, index: int, args: argparse.Namespace,
     settings = dict(
         preset=args.preset,
         config=CONFIGS[name],
+        config_hash=config_hash(name),  # an edited config retrains
         epochs=preset['epochs'][name],
         train_samples=preset['train_samples'],
         batch_size=preset['batch_size'],
@@ -383,6 +393,7 @@ def evaluate(name: str, args: argparse.Namespace, preset: dict,
         checkpoint=ckpt,
         mtime=osp.getmtime(ckpt) if ckpt else None,
         config=CONFIGS[config],
+        config_hash=config_hash(config),
         data_root=args.data_root)
     cache = osp.join(work, 'eval', f'{name}.json')
     if not args.force and osp.isfile(cache):

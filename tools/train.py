@@ -45,7 +45,16 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmmoma.compat import setup_cpu_distributed  # noqa: E402
-from mmmoma.datasets.checks import check_data_roots  # noqa: E402
+from mmmoma.datasets.checks import (check_data_roots,  # noqa: E402
+                                    check_samples)
+
+# What each --launcher reads from the environment (MMEngine's init_dist).
+LAUNCHER_ENV = {
+    'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+    'mpi': ('OMPI_COMM_WORLD_LOCAL_RANK', 'OMPI_COMM_WORLD_RANK',
+            'OMPI_COMM_WORLD_SIZE'),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -123,6 +132,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
+        if '://' not in args.resume and not osp.isfile(
+                osp.expanduser(args.resume)):
+            raise SystemExit(
+                f'--resume {args.resume!r}: no such file. Allowed: a '
+                'checkpoint this project\'s Runner wrote (work_dir/'
+                'epoch_N.pth), or --resume without a path to continue from '
+                'the latest checkpoint in the work directory.')
         cfg.resume = True
         cfg.load_from = args.resume
 
@@ -139,6 +155,20 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def check_launcher(launcher: str) -> None:
+    """Fail when the environment lacks what ``launcher`` reads."""
+    missing = [
+        k for k in LAUNCHER_ENV.get(launcher, ()) if k not in os.environ
+    ]
+    if missing:
+        raise SystemExit(
+            f'--launcher {launcher}: the environment variables {missing} are '
+            f'not set, so this process was not started by a {launcher} '
+            'launcher. Allowed: --launcher none for one process, --launcher '
+            'pytorch under torchrun (bash tools/dist_train.sh CONFIG N), '
+            'slurm under srun, mpi under mpirun.')
+
+
 def build_runner(cfg: Config) -> Runner:
     """The default Runner, or the one named by ``runner_type``."""
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
@@ -146,6 +176,7 @@ def build_runner(cfg: Config) -> Runner:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_launcher(args.launcher)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     # A missing data root fails here, naming the key, not in a worker.
@@ -153,6 +184,11 @@ def main(argv=None) -> None:
     # Without a GPU: gloo process group, CPU DDP, BN for SyncBN.
     setup_cpu_distributed(cfg, args.launcher)
     runner = build_runner(cfg)
+    # Builds the train loop that runner.train() then uses: an empty dataset
+    # or an unreadable first image fails before the model is initialised.
+    if runner.train_loop is not None:
+        check_samples(runner.train_loop.dataloader.dataset,
+                      'train_dataloader.dataset')
     runner.train()
 
 

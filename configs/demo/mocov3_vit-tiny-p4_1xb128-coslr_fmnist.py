@@ -3,7 +3,8 @@
 # mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py, shrunk:
 # 28x28 images, 4x4 patches, a 128-d 4-block MoCoV3ViT, 512-d projector and
 # predictor, BN1d instead of SyncBN (SyncBN has no CPU kernel).
-#   python tools/train.py configs/demo/mocov3_vit-tiny-p4_1xb128-coslr_fmnist.py
+#   python tools/train.py \
+#       configs/demo/mocov3_vit-tiny-p4_1xb128-coslr_fmnist.py
 _base_ = [
     './_base_/datasets/fmnist_bs128_mocov3.py',
     './_base_/schedules/fmnist_adamw_coslr.py',

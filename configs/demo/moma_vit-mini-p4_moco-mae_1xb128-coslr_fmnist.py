@@ -41,8 +41,5 @@ model = dict(
             img_size=28,
             patch_size=4,
             init_cfg=None)),
-    # choice: a linear projector per teacher on the student's own class and
-    # visible tokens (MomaNeck mode='linear'), not the 2-block decoder: the
-    # student's tokens themselves must carry the teachers' features, and it
-    # is cheap on a CPU.
-    neck=dict(mode='linear'))
+    # the base's 2-block feature decoder, narrowed to 64-d for the CPU
+    neck=dict(decoder_embed_dims=64, decoder_depth=2, decoder_num_heads=4))

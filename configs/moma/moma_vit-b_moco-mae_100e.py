@@ -5,15 +5,14 @@ _base_ = [
     '../_base_/models/moma_vit-b.py',
     'mmpretrain::_base_/datasets/imagenet_bs512_mae.py',
     '../_base_/schedules/moma_adamw_coslr_100e.py',
-    'mmpretrain::_base_/default_runtime.py',
+    '../_base_/moma_runtime.py',
 ]
 
 train_dataloader = dict(
     batch_size=256,
-    collate_fn=dict(_delete_=True, type='default_collate'))
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
-randomness = dict(seed=0, diff_rank_seed=True)
-resume = True  # pick up the latest checkpoint in work_dir, as MAE does
+    collate_fn=dict(_delete_=True, type='default_collate'),
+    # choice (MAE: persistent workers, seeded the same every epoch): workers
+    # restarted each epoch and seeded from (seed, epoch), so that a resumed
+    # run repeats the lost epoch exactly; a restart costs seconds per epoch.
+    persistent_workers=False,
+    worker_init_fn=dict(type='epoch_worker_init_fn'))

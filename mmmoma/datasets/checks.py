@@ -7,10 +7,14 @@ roots a run will read first and names the config key, the value and the
 layout that is expected, including how to write a small ADE20K-layout
 dataset of Fashion-MNIST scenes
 (``tools/dataset_converters/make_fmnist_scenes.py``) where ADE20K cannot be
-downloaded.
+downloaded. An image-folder dataset whose folder holds no image fails there
+too. Once the Runner has built the train dataset, :func:`check_samples`
+fails on an empty one and decodes its first samples, so that an unreadable
+image is named before the first iteration, not from inside a worker.
 """
+import os
 import os.path as osp
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 ADE20K_LAYOUT = ('a folder in the ADE20K layout (images/{training,'
                  'validation}/*.jpg, annotations/{training,validation}/*.png'
@@ -22,6 +26,9 @@ ADE20K_LAYOUT = ('a folder in the ADE20K layout (images/{training,'
 IMAGENET_LAYOUT = ('a folder in MMPretrain\'s ImageNet layout (train/ and '
                    'val/ image folders, optionally meta/{train,val}.txt '
                    'with "path label" lines)')
+# MMPretrain's CustomDataset (and so ImageNet) without an ann_file lists
+# these files under its image folder.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 RUN_KEYS = {
     'train': ('train_dataloader', 'val_dataloader'),
     'test': ('test_dataloader', ),
@@ -64,11 +71,64 @@ def _expected_subfolders(dataset: dict) -> Sequence[str]:
     return []
 
 
+def _scanned_folder(dataset: dict, root: str) -> Optional[str]:
+    """The folder an image-folder dataset lists, or None for other kinds."""
+    kind = str(dataset.get('type', ''))
+    if not kind.endswith(('CustomDataset', 'ImageNet')) or dataset.get(
+            'ann_file'):
+        return None
+    prefix = dataset.get('data_prefix')
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', '')
+    if not prefix and kind.endswith('ImageNet'):
+        prefix = dataset.get('split') or ''
+    return osp.join(root, prefix) if isinstance(prefix, str) else root
+
+
+def _has_image(folder: str, extensions: Sequence[str]) -> bool:
+    """Whether any file below ``folder`` has one of ``extensions``."""
+    extensions = tuple(e.lower() for e in extensions)
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(extensions) for f in files):
+            return True
+    return False
+
+
+def _is_blank(path: str) -> bool:
+    """Whether a text file holds nothing but whitespace."""
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 16), b''):
+            if chunk.strip():
+                return False
+    return True
+
+
+def _check_ann_file(dataset: dict, where: str, root: str,
+                    local: str) -> None:
+    ann = dataset.get('ann_file')
+    if not isinstance(ann, str) or not ann or '://' in ann:
+        return
+    path = osp.join(local, osp.expanduser(ann))
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'{where}.ann_file={ann!r}: no such file under data_root='
+            f'{root!r}. Allowed: an existing annotation file, relative to '
+            f'data_root or absolute; set it with --cfg-options '
+            f'{where}.ann_file=FILE.')
+    if _is_blank(path):
+        raise ValueError(
+            f'{where}: {dataset.get("type")} with data_root={root!r} has no '
+            f'samples: its ann_file={ann!r} is empty. Allowed: a dataset with '
+            'at least one sample, an annotation file listing them.')
+
+
 def check_data_roots(cfg, run: str = 'train') -> None:
     """Fail early, and clearly, when a dataset folder of the run is missing.
 
     Local roots only: a URI (``s3://...``) or an empty root is left to the
-    dataset.
+    dataset. A given ``ann_file`` must exist and not be empty; an
+    image-folder dataset (``CustomDataset``, ``ImageNet`` without
+    ``ann_file``) must hold at least one image.
 
     Args:
         cfg (Config | dict): The full config.
@@ -79,6 +139,7 @@ def check_data_roots(cfg, run: str = 'train') -> None:
     Raises:
         FileNotFoundError: Naming the key (``train_dataloader.dataset.
             data_root``), its value and the layout the dataset expects.
+        ValueError: When the dataset's ``ann_file`` is empty.
     """
     if run not in RUN_KEYS:
         raise ValueError(f'check_data_roots: run={run!r}; allowed: '
@@ -107,3 +168,72 @@ def check_data_roots(cfg, run: str = 'train') -> None:
                     f'{where}.data_root={root!r} has no '
                     f'{", ".join(s + "/" for s in missing)} (from its '
                     f'data_prefix / split). {hint}')
+            _check_ann_file(dataset, where, root, local)
+            folder = _scanned_folder(dataset, local)
+            extensions = dataset.get('extensions') or IMAGE_EXTENSIONS
+            if folder is not None and not _has_image(folder, extensions):
+                raise FileNotFoundError(
+                    f'{where}.data_root={root!r}: {dataset["type"]} has no '
+                    f'samples there: no {"/".join(extensions)} file under '
+                    f'{folder}. {hint}')
+
+
+def _leaf_datasets(dataset, where: str) -> Iterator[Tuple[str, object]]:
+    """The datasets that hold samples, below wrappers such as RepeatDataset."""
+    inner = getattr(dataset, 'datasets', None)
+    if isinstance(inner, (list, tuple)):
+        for i, item in enumerate(inner):
+            yield from _leaf_datasets(item, f'{where}.datasets.{i}')
+    elif hasattr(dataset, 'dataset') and not hasattr(dataset, 'pipeline'):
+        yield from _leaf_datasets(dataset.dataset, f'{where}.dataset')
+    else:
+        yield where, dataset
+
+
+def check_samples(dataset, where: str, num: int = 4) -> None:
+    """Fail before training on an empty dataset or an undecodable sample.
+
+    Only the loading transforms (``Load*``) of each pipeline run, on the
+    first ``num`` samples: they read files and draw no random numbers, so
+    the run that follows is unchanged. A bad file further down the dataset
+    is still found only when it is read.
+
+    Args:
+        dataset: A built dataset (wrappers are looked through).
+        where (str): Its config key, e.g. ``'train_dataloader.dataset'``.
+        num (int): How many samples of each dataset to decode.
+            Defaults to 4.
+
+    Raises:
+        ValueError: Naming the key, the data root and the dataset type for
+            an empty dataset, or the file that cannot be decoded.
+    """
+    for key, leaf in _leaf_datasets(dataset, where):
+        kind = type(leaf).__name__
+        root = getattr(leaf, 'data_root', None)
+        if len(leaf) == 0:
+            raise ValueError(
+                f'{key}: {kind} with data_root={root!r} has no samples. '
+                'Allowed: a dataset with at least one sample; check '
+                f'{key}.data_root, data_prefix and ann_file.')
+        loads = []
+        for transform in getattr(getattr(leaf, 'pipeline', None),
+                                 'transforms', []):
+            if not type(transform).__name__.startswith('Load'):
+                break
+            loads.append(transform)
+        for idx in range(min(num, len(leaf))):
+            info = leaf.get_data_info(idx)
+            source = info.get('img_path') or info.get('seg_map_path')
+            try:
+                for transform in loads:
+                    info = transform(info)
+                    if info is None:  # ignore_empty=True skips the sample
+                        break
+            except Exception as err:  # noqa: BLE001 - re-raised with the file
+                names = ', '.join(type(t).__name__ for t in loads)
+                raise ValueError(
+                    f'{key}.data_root={root!r}: sample {idx} of {kind}, '
+                    f'{source!r}, cannot be decoded ({type(err).__name__}: '
+                    f'{err}). Allowed: files that {names} can read (JPEG, '
+                    'PNG, BMP, ...); replace or remove the file.') from err

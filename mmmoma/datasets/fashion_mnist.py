@@ -167,8 +167,9 @@ class FashionMNISTIdx(BaseDataset):
         missing = [p for p in (image_file, label_file) if not osp.isfile(p)]
         if missing:
             raise FileNotFoundError(
-                f'FashionMNISTIdx: {", ".join(missing)} not found. Install '
-                'Fashion-MNIST with `sudo apt-get install '
+                f'FashionMNISTIdx: data_root={self.data_root!r} has no '
+                f'{", ".join(osp.basename(p) for p in missing)} (.gz or '
+                'unpacked). Install Fashion-MNIST with `sudo apt-get install '
                 f'dataset-fashion-mnist` (files go to {DEFAULT_ROOT}), or '
                 'set data_root to a folder holding the four idx files '
                 '(train/t10k-images-idx3-ubyte, '

@@ -180,7 +180,8 @@ def _gather(tensors: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, ...]:
         padded = t.new_zeros((longest, ) + tuple(t.shape[1:]))
         padded[:t.shape[0]] = t
         parts = all_gather(padded)
-        out.append(torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]))
+        out.append(
+            torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]))
     return tuple(out)
 
 

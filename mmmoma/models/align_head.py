@@ -8,6 +8,7 @@ from mmpretrain.registry import MODELS
 
 POSITIONS = ('masked', 'visible', 'all')
 TARGET_NORMS = ('layer_norm', 'none')
+LOSS_TYPES = ('smooth_l1', 'mse', 'cosine')
 
 
 @MODELS.register_module()
@@ -16,7 +17,9 @@ class SmoothL1AlignHead(BaseModule):
 
     Normalises the teacher features, then averages the smooth L1 distance to
     the projected student features over the chosen token positions (each
-    token counts once, its C channels averaged).
+    token counts once, its C channels averaged). ``loss_type`` swaps the
+    distance for an ablation: ``'mse'`` (squared error, channels averaged)
+    or ``'cosine'`` (``1 - cos`` per token).
 
     Args:
         beta (float): Smooth L1 threshold between the L2 and L1 regimes.
@@ -27,6 +30,8 @@ class SmoothL1AlignHead(BaseModule):
             ``'visible'`` or ``'all'``. Defaults to ``'all'``.
         with_cls_token (bool): Whether the class token enters the loss.
             Defaults to True.
+        loss_type (str): Per-token distance: ``'smooth_l1'`` (the paper),
+            ``'mse'`` or ``'cosine'``. Defaults to ``'smooth_l1'``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -35,11 +40,12 @@ class SmoothL1AlignHead(BaseModule):
                  target_norm: str = 'layer_norm',
                  positions: str = 'all',
                  with_cls_token: bool = True,
+                 loss_type: str = 'smooth_l1',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if not beta > 0:
+        if not (isinstance(beta, (int, float)) and beta > 0):
             raise ValueError(
-                f'SmoothL1AlignHead: beta={beta!r} must be > 0.')
+                f'SmoothL1AlignHead: beta={beta!r} must be a number > 0.')
         if target_norm not in TARGET_NORMS:
             raise ValueError(
                 f'SmoothL1AlignHead: target_norm={target_norm!r} is not '
@@ -48,7 +54,12 @@ class SmoothL1AlignHead(BaseModule):
             raise ValueError(
                 f'SmoothL1AlignHead: positions={positions!r} is not '
                 f'supported; allowed: {POSITIONS}.')
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(
+                f'SmoothL1AlignHead: loss_type={loss_type!r} is not '
+                f'supported; allowed: {LOSS_TYPES}.')
         self.beta = beta
+        self.loss_type = loss_type
         self.target_norm = target_norm
         self.positions = positions
         self.with_cls_token = with_cls_token
@@ -77,7 +88,7 @@ class SmoothL1AlignHead(BaseModule):
              target: torch.Tensor,
              mask: torch.Tensor,
              valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Smooth L1 between ``pred`` and normalised ``target``.
+        """Smooth L1 (or ``loss_type``) of ``pred`` to normalised ``target``.
 
         Args:
             pred (torch.Tensor): (B, 1 + L, C) student predictions.
@@ -93,8 +104,15 @@ class SmoothL1AlignHead(BaseModule):
         target = target.float()
         if self.target_norm == 'layer_norm':
             target = F.layer_norm(target, target.shape[-1:], eps=1e-6)
-        per_token = F.smooth_l1_loss(
-            pred.float(), target, reduction='none', beta=self.beta).mean(-1)
+        if self.loss_type == 'cosine':
+            per_token = 1 - F.cosine_similarity(pred.float(), target, dim=-1)
+        elif self.loss_type == 'mse':
+            per_token = F.mse_loss(
+                pred.float(), target, reduction='none').mean(-1)
+        else:
+            per_token = F.smooth_l1_loss(
+                pred.float(), target, reduction='none',
+                beta=self.beta).mean(-1)
         keep = self.select(mask)
         if valid is not None:
             keep = keep & valid

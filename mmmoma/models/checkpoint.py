@@ -7,6 +7,8 @@ goes through :func:`load_pretrained`, which fails on any missing, unexpected
 or mis-shaped key.
 """
 import os
+import pickle
+import re
 import zipfile
 from collections import OrderedDict
 from typing import Dict, Optional
@@ -14,6 +16,8 @@ from typing import Dict, Optional
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
+
+from ..checkpoint_safety import runner_checkpoint_load
 
 _REMOTE = ('http://', 'https://', 's3://', 'open-mmlab://', 'mmcls://',
            'torchvision://', 'modelzoo://', 'pavi://')
@@ -43,16 +47,36 @@ def check_checkpoint_file(path: str, where: str,
     if path.startswith(_REMOTE):
         return
     local = os.path.expanduser(path)
+    if os.path.isdir(local):
+        raise IsADirectoryError(f'{where}={path!r} is a folder, not a '
+                                f'checkpoint file. {hint}')
     if not os.path.isfile(local):
         raise FileNotFoundError(f'{where}={path!r}: no such file. {hint}')
     with open(local, 'rb') as f:
-        head = f.read(2)
+        head = f.read(4)
     # torch.save writes a zip archive; the legacy format starts with the
     # pickle protocol opcode 0x80.
-    if not (zipfile.is_zipfile(local) or head[:1] == b'\x80'):
-        raise ValueError(
-            f'{where}={path!r} is not a PyTorch checkpoint (neither a '
-            'torch.save zip archive nor a pickle).')
+    if zipfile.is_zipfile(local) or head[:1] == b'\x80':
+        return
+    if not head:
+        problem = 'the file is empty'
+    elif head == b'PK\x03\x04':
+        # A zip archive without its central directory: cut short.
+        problem = 'a truncated zip archive (an interrupted download?)'
+    else:
+        problem = f'the file starts with {head!r}'
+    raise ValueError(
+        f'{where}={path!r} is not a PyTorch checkpoint: {problem}. Allowed: '
+        'a complete torch.save file (a zip archive or a legacy pickle). '
+        f'{hint}')
+
+
+_ALLOWED_SOURCES = (
+    "Allowed: a checkpoint with the backbone under the prefix (MOMA, MAE and "
+    "MoCo v3 Runner checkpoints and extract_student.py outputs keep it under "
+    "'backbone.'; a teacher or neck is not a student), an official MAE / "
+    "MoCo v3 file with format='mae' / 'mocov3', or a bare ViT state dict "
+    "with prefix=''.")
 
 
 def _extract_state_dict(checkpoint, prefix: str, where: str,
@@ -61,7 +85,8 @@ def _extract_state_dict(checkpoint, prefix: str, where: str,
         if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'{where}.checkpoint={path!r} holds a '
-                         f'{type(checkpoint).__name__}, not a state dict.')
+                         f'{type(checkpoint).__name__}, not a state dict. '
+                         f'{_ALLOWED_SOURCES}')
     picked = OrderedDict(
         (k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
     if not picked:
@@ -69,12 +94,68 @@ def _extract_state_dict(checkpoint, prefix: str, where: str,
         raise ValueError(
             f'{where}.checkpoint={path!r} has no weights under '
             f'{where}.prefix={prefix!r}: its keys start with {found[:8]}. '
-            'Allowed: a checkpoint with the backbone under the prefix (MOMA, '
-            "MAE and MoCo v3 Runner checkpoints and extract_student.py "
-            "outputs keep it under 'backbone.'; a teacher or neck is not a "
-            "student), an official MAE / MoCo v3 file with format='mae' / "
-            "'mocov3', or a bare ViT state dict with prefix=''.")
+            f'{_ALLOWED_SOURCES}')
+    others = [k for k, v in picked.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise ValueError(
+            f'{where}.checkpoint={path!r} is not a state dict: under '
+            f'{where}.prefix={prefix!r} it holds {len(others)} entries that '
+            f'are not tensors ({others[:8]}). {_ALLOWED_SOURCES}')
     return picked
+
+
+def _load_weights_only(path: str, where: str) -> object:
+    """Read a checkpoint without running any code it may pickle.
+
+    Local files go to ``torch.load(weights_only=True)`` directly, so that the
+    load stays safe whatever torch's default and even inside the trusted
+    resume context of :mod:`mmmoma.compat`; Runner checkpoints pass through
+    the allowlist of :mod:`mmmoma.checkpoint_safety`. Remote files are
+    fetched by MMEngine's loader.
+    """
+    try:
+        with runner_checkpoint_load():
+            if path.startswith(_REMOTE):
+                return CheckpointLoader.load_checkpoint(
+                    path, map_location='cpu')
+            return torch.load(
+                os.path.expanduser(path), map_location='cpu',
+                weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', text)
+        if found:
+            raise ValueError(
+                f'{where}.checkpoint={path!r} holds pickled Python objects '
+                f'({found.group(1)}), which a weights_only=True load refuses '
+                'so that a foreign checkpoint cannot run code. Allowed: '
+                'tensors, numbers, strings and containers, and the MMEngine '
+                'Runner types of mmmoma.checkpoint_safety. If you trust the '
+                'file, re-save its weights alone (a MOMA checkpoint: tools/'
+                'model_converters/extract_student.py) and point the config '
+                'at that file.') from err
+        # torch's own text advises weights_only=False: keep only the cause.
+        cause = text.split('WeightsUnpickler error:')[-1].strip()
+        cause = cause.splitlines()[0] if cause else type(err).__name__
+        raise ValueError(
+            f'{where}.checkpoint={path!r} could not be unpickled with '
+            f'weights_only=True ({cause}): the file is corrupt or holds '
+            'objects that torch refuses. Allowed: a complete torch.save file '
+            'of tensors, numbers, strings and containers.') from err
+    except Exception as err:  # noqa: BLE001 - re-raised with the config key
+        raise ValueError(
+            f'{where}.checkpoint={path!r} could not be loaded with '
+            f'weights_only=True ({type(err).__name__}: {err}). Allowed: a '
+            'complete torch.save file of tensors.') from err
+
+
+def _check_format(init_cfg: dict, where: str) -> None:
+    from ..converters import FORMATS
+    fmt = init_cfg.get('format')
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f'{where}.format={fmt!r} is not supported; '
+                         f'allowed: {FORMATS} or None (an MMPretrain '
+                         'checkpoint read under prefix).')
 
 
 def read_state_dict(init_cfg: dict, where: str,
@@ -98,19 +179,13 @@ def read_state_dict(init_cfg: dict, where: str,
     """
     path = init_cfg.get('checkpoint')
     check_checkpoint_file(path, f'{where}.checkpoint', hint)
-    try:
-        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    except Exception as err:  # noqa: BLE001 - re-raised with the config key
-        raise ValueError(f'{where}.checkpoint={path!r} could not be loaded '
-                         f'with weights_only=True: {err}') from err
+    _check_format(init_cfg, where)
+    checkpoint = _load_weights_only(path, where)
     fmt = init_cfg.get('format')
     if fmt is None:
         return _extract_state_dict(checkpoint, init_cfg.get('prefix') or '',
                                    where, path)
-    from ..converters import FORMATS, convert_official
-    if fmt not in FORMATS:
-        raise ValueError(f'{where}.format={fmt!r} is not supported; '
-                         f'allowed: {FORMATS}.')
+    from ..converters import convert_official
     try:
         return convert_official(checkpoint, fmt)
     except ValueError as err:
@@ -142,7 +217,9 @@ def load_pretrained(module: nn.Module, init_cfg: dict, where: str) -> None:
     unexpected = [k for k in state if k not in own]
     if mis_shaped or missing or unexpected:
         lines = [f'{where}.checkpoint={path!r} does not fit the configured '
-                 'architecture (check arch / patch_size / img_size):']
+                 f'{type(module).__name__} (check arch / patch_size / '
+                 'img_size); allowed: the weights of exactly this '
+                 'architecture:']
         for title, keys in (('mis-shaped', mis_shaped), ('missing', missing),
                             ('unexpected', unexpected)):
             if keys:
@@ -164,4 +241,5 @@ def pop_pretrained(cfg: dict, where: str) -> Optional[dict]:
         return None
     cfg.pop('init_cfg')
     check_checkpoint_file(init_cfg.get('checkpoint'), f'{where}.checkpoint')
+    _check_format(init_cfg, where)
     return dict(init_cfg)

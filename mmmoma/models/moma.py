@@ -2,6 +2,7 @@
 import copy
 from typing import Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.model import ModuleDict
 from mmpretrain.models import BaseSelfSupervisor, VisionTransformer
@@ -10,8 +11,8 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from .checkpoint import load_pretrained, pop_pretrained
-from .utils import (num_visible_tokens, random_token_mask, unshuffle_tokens,
-                    vit_forward_tokens)
+from .utils import (keyed_token_noise, num_visible_tokens, random_token_mask,
+                    unshuffle_tokens, vit_forward_tokens)
 
 
 def _per_teacher(cfg: dict, names: List[str], key: str) -> Dict[str, dict]:
@@ -29,7 +30,13 @@ def _per_teacher(cfg: dict, names: List[str], key: str) -> Dict[str, dict]:
 def _check_patch_grid(cfg: dict, where: str) -> None:
     img_size = cfg.get('img_size', 224)
     patch_size = cfg.get('patch_size', 16)
+    if not (isinstance(patch_size, int) and patch_size > 0):
+        raise ValueError(f'{where}.patch_size={patch_size!r} must be a '
+                         'positive int.')
     sizes = img_size if isinstance(img_size, (tuple, list)) else (img_size, )
+    if not all(isinstance(s, int) and s > 0 for s in sizes):
+        raise ValueError(f'{where}.img_size={img_size!r} must be a positive '
+                         'int or a pair of them.')
     if any(s % patch_size for s in sizes):
         raise ValueError(
             f'{where}.img_size={img_size!r} is not divisible by '
@@ -37,17 +44,32 @@ def _check_patch_grid(cfg: dict, where: str) -> None:
             'multiple of the patch size.')
 
 
+# Speed options of MomaAlgorithm (see its docstring).
+TEACHER_DTYPES = {
+    'float32': torch.float32,
+    'bfloat16': torch.bfloat16,
+    'float16': torch.float16
+}
+COMPILE_PARTS = ('teachers', 'backbone', 'necks', 'heads')
+
+
 @MODELS.register_module()
 class MomaAlgorithm(BaseSelfSupervisor):
     """MOMA: distil pretrained MoCo v3 / MAE teachers into one student.
 
-    Implementation of `Multimodal Masked Autoencoders / MOMA: Distill from
+    Implementation of `MOMA: Distill from
     Self-Supervised Teachers <https://arxiv.org/abs/2302.02089>`_. Frozen
     teachers see the original image; the student sees only the visible
     ``1 - mask_ratio`` of its patches; one :class:`MomaNeck` per teacher
     projects the student tokens to that teacher's feature space and one
     :class:`SmoothL1AlignHead` per teacher aligns them with the normalised
     teacher features. The loss is the weighted sum over teachers.
+
+    A sample's mask depends only on ``(mask_seed, mask_step, sample_idx)``
+    (buffers, saved in checkpoints; see
+    :func:`~mmmoma.models.utils.keyed_token_noise`), not on the process or
+    batch it lands in: N processes train exactly like one with an N times
+    larger batch, and a resumed run redraws the same masks.
 
     Args:
         backbone (dict): The student, an MMPretrain ViT (``MAEViT`` by
@@ -74,6 +96,22 @@ class MomaAlgorithm(BaseSelfSupervisor):
             at visible positions. Defaults to False.
         save_teachers (bool): Keep teacher weights in saved checkpoints.
             Defaults to False: they are rebuilt from their ``init_cfg``.
+        teacher_dtype (str, optional): Speed: cast the frozen teachers once
+            (after :meth:`init_weights`) to ``'bfloat16'``, ``'float16'`` or
+            ``'float32'`` and run them in that dtype with autocast off, so
+            that no step recasts their weights; targets are returned as
+            float32. bf16 targets differ from float32 ones by rounding
+            (relative 1e-3 to 1e-2). Defaults to None: the teachers follow
+            the model's dtype and the surrounding autocast.
+        teacher_inference_mode (bool): Speed: run the teachers under
+            ``torch.inference_mode`` instead of ``torch.no_grad`` (less
+            autograd bookkeeping; identical numbers). Defaults to False.
+        compile (bool | dict): Speed: ``torch.compile`` the transformer
+            blocks of the teachers and the student one by one (blocks of one
+            shape share a graph), each neck and each head's loss. ``True``,
+            or a dict of ``torch.compile`` arguments plus ``parts``, a subset
+            of ``('teachers', 'backbone', 'necks', 'heads')``; ``dynamic``
+            defaults to False. Defaults to False.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialization config of the whole model.
@@ -89,13 +127,16 @@ class MomaAlgorithm(BaseSelfSupervisor):
                  loss_weights: Optional[Dict[str, float]] = None,
                  mask_teacher_input: bool = False,
                  save_teachers: bool = False,
+                 teacher_dtype: Optional[str] = None,
+                 teacher_inference_mode: bool = False,
+                 compile: Union[bool, dict] = False,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if not teachers:
             raise ValueError(
-                'MomaAlgorithm: teachers is empty; configure at least one, '
-                "e.g. teachers=dict(mae=dict(type='mmpretrain."
-                "VisionTransformer', arch='b', init_cfg=...)).")
+                f'MomaAlgorithm: teachers is empty (teachers={teachers!r}); '
+                "configure at least one, e.g. teachers=dict(mae=dict(type="
+                "'mmpretrain.VisionTransformer', arch='b', init_cfg=...)).")
         if not (isinstance(mask_ratio, (int, float)) and 0 < mask_ratio < 1):
             raise ValueError(f'MomaAlgorithm: mask_ratio={mask_ratio!r} must '
                              'be a number in the open interval (0, 1).')
@@ -132,6 +173,14 @@ class MomaAlgorithm(BaseSelfSupervisor):
                 f'patch out of {self.num_patches}; use a ratio below '
                 f'{1 - 1 / self.num_patches:.4f}.')
         self.mask_teacher_input = mask_teacher_input
+        # Masks are keyed by (mask_seed, mask_step, sample index), not drawn
+        # from the process's generator: see keyed_token_noise. Buffers, so
+        # that checkpoints carry them and a resumed run redraws the same
+        # masks; the seed comes from the global generator (Runner's seed).
+        self.register_buffer(
+            'mask_seed', torch.randint(1 << 62, ()), persistent=True)
+        self.register_buffer(
+            'mask_step', torch.zeros((), dtype=torch.int64), persistent=True)
         self.save_teachers = save_teachers
         self.loss_weights = loss_weights
         self.student_init = student_init
@@ -171,6 +220,7 @@ class MomaAlgorithm(BaseSelfSupervisor):
 
         self._register_state_dict_hook(self._drop_teacher_weights)
         self.register_load_state_dict_post_hook(self._allow_missing_teachers)
+        self._setup_speed(teacher_dtype, teacher_inference_mode, compile)
 
     # ------------------------------------------------------------ building
     @staticmethod
@@ -183,7 +233,11 @@ class MomaAlgorithm(BaseSelfSupervisor):
             raise ValueError(
                 f'MomaAlgorithm: loss_weights names unknown teacher(s) '
                 f'{unknown}; configured teachers: {names}.')
-        bad = {k: v for k, v in weights.items() if not v >= 0}
+        bad = {
+            k: v
+            for k, v in weights.items()
+            if not (isinstance(v, (int, float)) and v >= 0)
+        }
         if bad or not sum(weights.values()) > 0:
             raise ValueError(
                 f'MomaAlgorithm: loss_weights={dict(weights)!r} must be >= 0 '
@@ -196,7 +250,17 @@ class MomaAlgorithm(BaseSelfSupervisor):
         if 'img_size' in cfg or 'patch_size' in cfg:
             _check_patch_grid(cfg, where)
         self.teacher_inits[name] = pop_pretrained(cfg, f'{where}.init_cfg')
-        teacher = MODELS.build(cfg)
+        try:
+            teacher = MODELS.build(cfg)
+        except (KeyError, AssertionError) as err:
+            # The registry's KeyError (unknown type) and MMPretrain's arch
+            # assertions name neither the teacher nor the config key.
+            raise ValueError(
+                f'{where} (type={cfg.get("type")!r}) cannot be built: '
+                f'{err.args[0] if err.args else err!r}. Allowed: a backbone '
+                "registered in MMPretrain, e.g. 'mmpretrain."
+                "VisionTransformer' or 'mmpretrain.MoCoV3ViT', with one of "
+                'its arch names.') from err
         if isinstance(teacher, VisionTransformer):
             if teacher.cls_token is None:
                 raise ValueError(f'{where}: with_cls_token=False is not '
@@ -204,6 +268,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
             if tuple(teacher.patch_resolution) != self.patch_resolution:
                 raise ValueError(
                     f'{where}: its patch grid {teacher.patch_resolution} '
+                    f'({where}.img_size={cfg.get("img_size", 224)!r}, '
+                    f'{where}.patch_size={cfg.get("patch_size", 16)!r}) '
                     f'differs from the student grid {self.patch_resolution}; '
                     'teacher and student must use the same img_size and '
                     'patch_size.')
@@ -245,6 +311,66 @@ class MomaAlgorithm(BaseSelfSupervisor):
                 'mask_teacher_input=True (teachers only see visible '
                 "patches); use positions 'visible' or 'all'.")
 
+    # ------------------------------------------------------------ speed
+    def _setup_speed(self, teacher_dtype: Optional[str],
+                     teacher_inference_mode: bool,
+                     compile: Union[bool, dict]) -> None:
+        if teacher_dtype is not None and teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(
+                f'MomaAlgorithm: teacher_dtype={teacher_dtype!r} is not '
+                f'supported; allowed: None or one of {list(TEACHER_DTYPES)}.')
+        self.teacher_dtype = TEACHER_DTYPES.get(teacher_dtype)
+        self.teacher_inference_mode = bool(teacher_inference_mode)
+        self._teachers_cast = False
+        self._head_losses = {}  # name -> compiled head.loss
+        self.compile_cfg = None
+        if compile is False or compile is None:
+            return
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(
+                f'MomaAlgorithm: compile={compile!r} must be a bool or a dict '
+                'of torch.compile arguments (with optional parts).')
+        kwargs = {} if compile is True else dict(compile)
+        parts = kwargs.pop('parts', COMPILE_PARTS)
+        parts = (parts, ) if isinstance(parts, str) else tuple(parts)
+        unknown = [p for p in parts if p not in COMPILE_PARTS]
+        if unknown or not parts:
+            raise ValueError(
+                f'MomaAlgorithm: compile parts={parts!r} must be a non-empty '
+                f'subset of {COMPILE_PARTS}.')
+        # A block kind sees several token counts (197 in a teacher, 20 in
+        # the student): one static graph each, not a dynamic-shape one.
+        kwargs.setdefault('dynamic', False)
+        self.compile_cfg = dict(parts=parts, **kwargs)
+        for module in self.modules():
+            # MMPretrain's ViTs give DropPath numpy rates (np.linspace);
+            # dynamo makes tensors of them whose guards fail under
+            # inference mode. The same value as a Python float.
+            if isinstance(getattr(module, 'drop_prob', None), np.generic):
+                module.drop_prob = float(module.drop_prob)
+        for part in parts:
+            if part == 'heads':
+                self._head_losses = {
+                    name: torch.compile(head.loss, **kwargs)
+                    for name, head in self.heads.items()
+                }
+            elif part == 'necks':
+                for neck in self.necks.values():
+                    neck.compile(**kwargs)
+            else:
+                nets = self.teachers.values() if part == 'teachers' \
+                    else [self.backbone]
+                for net in nets:  # ViT blocks, or a non-ViT teacher whole
+                    for block in getattr(net, 'layers', None) or [net]:
+                        block.compile(**kwargs)
+
+    def _apply_teacher_dtype(self) -> None:
+        """Cast the frozen teachers to ``teacher_dtype``, once."""
+        if self.teacher_dtype is None or self._teachers_cast:
+            return
+        self.teachers.to(self.teacher_dtype)
+        self._teachers_cast = True
+
     # ------------------------------------------------------------ weights
     def init_weights(self) -> None:
         """Random init, then strict loads of the teachers and the student."""
@@ -259,11 +385,15 @@ class MomaAlgorithm(BaseSelfSupervisor):
         if self.student_init is not None:
             load_pretrained(self.backbone, self.student_init,
                             'backbone.init_cfg')
+        # Loaded (or re-initialised) weights: cast them again.
+        self._teachers_cast = False
+        self._apply_teacher_dtype()
 
     def _drop_teacher_weights(self, module, state_dict, prefix, *args):
         if self.save_teachers:
             return
-        for key in [k for k in state_dict if k.startswith(prefix + 'teachers.')]:
+        teachers = prefix + 'teachers.'
+        for key in [k for k in state_dict if k.startswith(teachers)]:
             del state_dict[key]
 
     def _allow_missing_teachers(self, module, incompatible_keys) -> None:
@@ -285,17 +415,47 @@ class MomaAlgorithm(BaseSelfSupervisor):
             if hasattr(self.backbone, 'random_masking') \
             else self.backbone(inputs)
 
-    @torch.no_grad()
     def teacher_targets(
             self, name: str, images: torch.Tensor,
             ids_keep: torch.Tensor,
             ids_restore: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Features of teacher ``name`` on the full token grid.
 
+        The teacher runs once, without autograd: under ``torch.no_grad``, or
+        ``torch.inference_mode`` with ``teacher_inference_mode``; with
+        ``teacher_dtype``, in that dtype and with autocast off.
+
         Returns:
-            tuple: ``target`` (B, 1 + L, Ct) and ``valid`` (B, 1 + L) bool,
-            the positions where a target exists.
+            tuple: ``target`` (B, 1 + L, Ct) float32 and ``valid``
+            (B, 1 + L) bool, the positions where a target exists.
         """
+        grad_off = torch.inference_mode if self.teacher_inference_mode \
+            else torch.no_grad
+        if self.teacher_dtype is None:
+            with grad_off():
+                target, valid = self._teacher_features(
+                    name, images, ids_keep, ids_restore)
+        else:
+            self._apply_teacher_dtype()  # outside inference mode
+            # Autocast would recast the teacher weights on every op.
+            with grad_off(), torch.autocast(images.device.type,
+                                            enabled=False):
+                target, valid = self._teacher_features(
+                    name, images.to(self.teacher_dtype), ids_keep,
+                    ids_restore)
+        # Inference tensors cannot be saved for backward (the head's
+        # target_norm='none') or updated in place (valid, in loss) outside
+        # inference mode: hand the loss ordinary tensors.
+        target = target.float()
+        if target.is_inference():
+            target = target.clone()
+        if valid.is_inference():
+            valid = valid.clone()
+        return target, valid
+
+    def _teacher_features(
+            self, name: str, images: torch.Tensor, ids_keep: torch.Tensor,
+            ids_restore: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         teacher = self.teachers[name]
         B, L = images.shape[0], self.num_patches
         valid = images.new_ones(B, 1 + L, dtype=torch.bool)
@@ -322,6 +482,25 @@ class MomaAlgorithm(BaseSelfSupervisor):
         valid[:, 0] = False  # no class token to align with
         return target, valid
 
+    def _mask_noise(self, data_samples: Optional[List[DataSample]],
+                    device: torch.device) -> Optional[torch.Tensor]:
+        """Sort keys (B, L) for this step's masks, keyed by sample index.
+
+        None (masks from the global generator) if a sample has no
+        ``sample_idx``, which every MMEngine dataset provides.
+        """
+        ids = [getattr(s, 'sample_idx', None) for s in data_samples or []]
+        if not ids or any(i is None for i in ids):
+            return None
+        sample_ids = torch.tensor(ids, dtype=torch.int64)
+        if device.type == 'cuda':  # a pinned copy does not wait for the GPU
+            sample_ids = sample_ids.pin_memory()
+        sample_ids = sample_ids.to(device, non_blocking=True)
+        noise = keyed_token_noise(self.mask_seed, self.mask_step, sample_ids,
+                                  self.num_patches)
+        self.mask_step += 1
+        return noise
+
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
              data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -342,7 +521,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
                 f'the model was built for {self.patch_resolution}; set '
                 'img_size in the model to the crop size of the pipeline.')
         ids_keep, ids_restore, mask = random_token_mask(
-            images.shape[0], self.num_patches, self.mask_ratio, images.device)
+            images.shape[0], self.num_patches, self.mask_ratio, images.device,
+            self._mask_noise(data_samples, images.device))
         latent = vit_forward_tokens(self.backbone, images, ids_keep)
         losses = {}
         for name in self.teachers:
@@ -352,6 +532,7 @@ class MomaAlgorithm(BaseSelfSupervisor):
             if not neck.predicts_masked:
                 valid[:, 1:] &= ids_restore < ids_keep.shape[1]
             pred = neck(latent, ids_restore)
-            loss = self.heads[name].loss(pred, target, mask, valid)
+            head_loss = self._head_losses.get(name, self.heads[name].loss)
+            loss = head_loss(pred, target, mask, valid)
             losses[f'loss_{name}'] = loss * self.loss_weights[name]
         return losses

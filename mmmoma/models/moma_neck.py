@@ -68,6 +68,16 @@ class MomaNeck(BaseModule):
         if mode not in MODES:
             raise ValueError(f'MomaNeck: mode={mode!r} is not supported; '
                              f'allowed: {MODES}.')
+        sizes = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            decoder_embed_dims=decoder_embed_dims,
+            decoder_num_heads=decoder_num_heads,
+            hidden_channels=hidden_channels)
+        for key, value in sizes.items():
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(
+                    f'MomaNeck: {key}={value!r} must be a positive int.')
         if mode == 'decoder' and decoder_embed_dims % decoder_num_heads:
             raise ValueError(
                 f'MomaNeck: decoder_embed_dims={decoder_embed_dims} is not '

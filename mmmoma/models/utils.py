@@ -15,11 +15,56 @@ def num_visible_tokens(num_tokens: int, mask_ratio: float) -> int:
     return int(num_tokens * (1 - mask_ratio) + 1e-6)
 
 
+# SplitMix64's multipliers and increment (Steele et al., 2014) as signed
+# int64: torch has no uint64 arithmetic, and int64 products wrap.
+_MIX1 = 0xBF58476D1CE4E5B9 - (1 << 64)
+_MIX2 = 0x94D049BB133111EB - (1 << 64)
+_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
+
+
+def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 ``x`` (torch's ``>>`` is arithmetic)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _mix64(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser: a bijective hash of int64 values."""
+    x = (x ^ _shr(x, 30)) * _MIX1
+    x = (x ^ _shr(x, 27)) * _MIX2
+    return x ^ _shr(x, 31)
+
+
+def keyed_token_noise(seed: torch.Tensor, step: torch.Tensor,
+                      sample_ids: torch.Tensor,
+                      num_tokens: int) -> torch.Tensor:
+    """Random sort keys that depend only on (seed, step, sample, token).
+
+    A sample's mask is then the same whichever process, batch slot or
+    batch size it is drawn in, so that N processes x B images train exactly
+    like 1 process x N*B images, and a resumed run redraws the same masks.
+
+    Args:
+        seed (torch.Tensor): () int64, the stream's seed.
+        step (torch.Tensor): () int64, the training step.
+        sample_ids (torch.Tensor): (B, ) int64 dataset indices.
+        num_tokens (int): L.
+
+    Returns:
+        torch.Tensor: (B, L) int64 keys, uniformly distributed; sorting them
+        gives a uniformly random permutation per sample.
+    """
+    key = _mix64(seed + _GOLDEN * (step + 1))
+    key = _mix64(key ^ (sample_ids.to(torch.int64) * _GOLDEN))  # (B, )
+    tokens = torch.arange(num_tokens, device=sample_ids.device)
+    return _mix64(key[:, None] + (tokens[None, :] + 1) * _GOLDEN)
+
+
 def random_token_mask(
     batch_size: int,
     num_tokens: int,
     mask_ratio: float,
     device: torch.device,
+    noise: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw an independent random token mask per sample, MAE-style.
 
@@ -28,6 +73,9 @@ def random_token_mask(
         num_tokens (int): L, the number of patch tokens.
         mask_ratio (float): Fraction of the L tokens to hide.
         device (torch.device): Where to create the tensors.
+        noise (torch.Tensor, optional): (B, L) sort keys, e.g. from
+            :func:`keyed_token_noise`; the lowest are kept. Defaults to None:
+            ``torch.rand`` from the global generator.
 
     Returns:
         tuple: ``ids_keep`` (B, Lk) indices of the visible tokens,
@@ -35,7 +83,8 @@ def random_token_mask(
         back in image order, and ``mask`` (B, L) with 1 for a masked token.
     """
     len_keep = num_visible_tokens(num_tokens, mask_ratio)
-    noise = torch.rand(batch_size, num_tokens, device=device)
+    if noise is None:
+        noise = torch.rand(batch_size, num_tokens, device=device)
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :len_keep]

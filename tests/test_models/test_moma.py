@@ -267,3 +267,26 @@ def test_official_mae_checkpoint_converted_on_the_fly(tmp_path):
     model = MODELS.build(cfg)
     with pytest.raises(ValueError, match='teachers.mae.init_cfg: .*mocov3'):
         model.init_weights()
+
+
+def test_split_batches_give_the_whole_batch_loss():
+    """Masks are keyed by sample index, so 2 x 2 images = 1 x 4 images:
+    what makes N processes train like one (tests/test_reliability)."""
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(0)
+    model = build()
+    model.eval()  # no dropout; teachers are in eval mode anyway
+    images = torch.randn(4, 3, 32, 32)
+    samples = [DataSample(metainfo=dict(sample_idx=i)) for i in (7, 3, 9, 1)]
+    whole = model.loss(images, samples)
+    assert int(model.mask_step) == 1
+    model.mask_step.zero_()
+    first = model.loss(images[:2], samples[:2])
+    model.mask_step.zero_()
+    second = model.loss(images[2:], samples[2:])
+    for name in whole:
+        torch.testing.assert_close(whole[name],
+                                   (first[name] + second[name]) / 2)
+    # the next step draws new masks
+    assert not torch.equal(model.loss(images, samples)['loss_mae'],
+                           whole['loss_mae'])

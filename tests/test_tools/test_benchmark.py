@@ -45,3 +45,111 @@ def test_benchmark_refuses_amp_on_cpu():
             str(ROOT / 'tests/data/configs/moma_tiny_cpu.py'), '--amp', 'bf16',
             '--device', 'cpu'
         ])
+
+
+def test_benchmark_fast_applies_the_speed_options(tmp_path):
+    tool = _load_tool()
+    out = tmp_path / 'fast.json'
+    tool.main([
+        str(ROOT / 'tests/data/configs/moma_tiny_cpu.py'), '--batch-size',
+        '4', '--iters', '1', '--warmup', '1', '--fast', '--profile', '1',
+        '--out', str(out), '--cfg-options', 'model.compile.backend=eager'
+    ])
+    saved = json.loads(out.read_text())
+    assert saved['fast'] is True
+    assert saved['speed_options'] == {
+        'teacher_dtype': 'torch.bfloat16',
+        'teacher_inference_mode': True,
+        'compile': {
+            'parts': ['teachers', 'backbone', 'necks', 'heads'],
+            'backend': 'eager',
+            'dynamic': False
+        },
+        'fused_optimizer': True,
+        'loss_scaler': None,  # plain OptimWrapper on the CPU
+        'cudnn_benchmark': True,
+    }
+    assert saved['last_loss'] > 0
+    # FLOPs are counted eagerly, compiled or not.
+    assert saved['gflop_per_image']['forward_teachers'] > 0
+    assert saved['profile'] and saved['profile'][0]['self_ms_per_step'] > 0
+
+
+def test_fast_config_sets_what_benchmark_fast_measures():
+    from mmengine import Config
+    tool = _load_tool()
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/moma/benchmarks/moma_vit-b_moco-mae_fast-100e.py'))
+    for key, value in tool.FAST_CFG_OPTIONS.items():
+        node = cfg
+        for part in key.split('.'):
+            node = node[part]
+        assert node == value, key
+    # --amp bf16 --fast: bf16 autocast without loss scaling.
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
+    assert cfg.model.compile is True  # what --compile adds
+
+
+def _load_gpu_script():
+    spec = importlib.util.spec_from_file_location(
+        'mmmoma_gpu_benchmark', ROOT / 'tools/analysis_tools/gpu_benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_script_runs_its_tiny_plan(tmp_path, capsys):
+    script = _load_gpu_script()
+    summary = script.main(
+        ['--tiny', '--in-process', '--out-dir', str(tmp_path)])
+    saved = json.loads((tmp_path / 'gpu_benchmark.json').read_text())
+    assert saved['table'] == summary['table']
+    assert [r['status'] for r in saved['runs']] == ['ok', 'ok']
+    naive, fast = (r['result'] for r in saved['runs'])
+    assert not naive['fast'] and fast['fast'] and fast['profile']
+    assert naive['speed_options']['teacher_dtype'] is None
+    for name, check in saved['equivalence']['teachers'].items():
+        assert 0 < check['target_rel_err'] < 2e-2, name
+        assert check['loss_rel_diff'] < 2e-2, name
+    assert 'tiny fast' in capsys.readouterr().out
+    assert (tmp_path / 'gpu_benchmark.log').stat().st_size > 0
+    # The GPU plan: the main config first, naive before fast.
+    plan = script.gpu_plan()
+    assert [p['name'] for p in plan[:2]] == ['vit-b 2t naive', 'vit-b 2t fast']
+    for item in plan:
+        assert (ROOT / item['config']).is_file(), item['config']
+
+
+def test_gpu_benchmark_plan_falls_back_and_keeps_to_budget(tmp_path):
+    script = _load_gpu_script()
+
+    def runner(argv, timeout):
+        # A stand-in for tools/benchmark.py whose compiled teachers fail
+        # under inference mode.
+        if '--compile' in argv and \
+                'model.teacher_inference_mode=False' not in argv:
+            raise RuntimeError('exit 1\ncompile failed')
+        with open(argv[argv.index('--out') + 1], 'w') as f:
+            json.dump({'images_per_s': 1.0}, f)
+        return ''
+
+    plan = script.gpu_plan()
+    for budget, compiled in ((1000, 'ok'), (100, 'skipped')):
+        args = script.parse_args(
+            ['--out-dir', str(tmp_path), '--budget-s', str(budget)])
+        with open(tmp_path / 'log', 'w') as log:
+            rows = script.run_plan(plan, args, runner, log)
+        status = {(r['name'], r['batch']): r['status'] for r in rows}
+        assert status[('vit-b 2t naive', 256)] == 'ok'
+        assert status[('vit-t 2t fast', 256)] == 'ok'
+        if compiled == 'ok':
+            assert status[('vit-b 2t fast+compile', 256)].startswith(
+                'failed: compile failed')
+            assert status[('vit-b 2t fast+compile-noinf', 256)] == 'ok'
+            # the last fallback runs only if the one before failed
+            assert ('vit-b 2t fast+compile-student', 256) not in status
+        else:  # 150 s estimated, 100 s of budget
+            assert status[('vit-b 2t fast+compile', 256)].startswith(
+                'skipped')
+            assert ('vit-b 2t fast+compile-noinf', 256) not in status

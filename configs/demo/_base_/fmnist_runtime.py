@@ -1,7 +1,7 @@
-# Runtime of the Fashion-MNIST demo configs: MMPretrain's default runtime,
-# frequent logging for short epochs, and k-NN evaluation of the frozen
-# features during and after training (KNNEvalHook).
-_base_ = 'mmpretrain::_base_/default_runtime.py'
+# Runtime of the Fashion-MNIST demo configs: the project's runtime (epoch
+# seeds, NaN stop), frequent logging for short epochs, and k-NN evaluation
+# of the frozen features during and after training (KNNEvalHook).
+_base_ = '../../_base_/moma_runtime.py'
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
@@ -25,6 +25,8 @@ knn_dataloader = dict(
         img_size=28,
         num_samples=5000,
         pipeline=knn_pipeline))
+# KNNEvalHook first: tools/demo.py and tools/study.py set its options as
+# custom_hooks.0.*
 custom_hooks = [
     dict(
         type='KNNEvalHook',
@@ -36,7 +38,9 @@ custom_hooks = [
         k=20,
         temperature=0.07,
         feature='cls_token',
-        interval=1)
+        interval=1),
+    dict(type='EpochSeedHook'),
+    dict(type='NonFiniteLossHook', action='stop'),
 ]
 
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -1,0 +1,288 @@
+"""tools/study.py --smoke: every row of the study on real Fashion-MNIST."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mmmoma  # noqa: F401
+from mmmoma.datasets.fashion_mnist import DEFAULT_ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = [
+    Path(DEFAULT_ROOT) / f'{s}-ubyte.gz'
+    for s in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3',
+              't10k-labels-idx1')
+]
+needs_fmnist = pytest.mark.skipif(
+    not all(p.is_file() for p in FILES),
+    reason=f'the study trains on Fashion-MNIST, not found in {DEFAULT_ROOT}; '
+    'install it with `apt-get install dataset-fashion-mnist`')
+ROWS = [
+    'random', 'teacher-mae', 'teacher-mocov3', 'moco-to-mae', 'mae-to-moco',
+    'moco-mae', 'moco-only', 'mae-only', 'mask-0.5', 'mask-0.75',
+    'mask-0.95', 'masked-teacher', 'neck-linear', 'neck-mlp', 'loss-mse'
+]
+PNG = b'\x89PNG\r\n\x1a\n'
+
+
+def _load_study():
+    path = ROOT / 'tools/study.py'
+    spec = importlib.util.spec_from_file_location('study_under_test', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+study = _load_study()
+
+
+def _study(work: Path, publish: Path) -> str:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    env.setdefault('PYTHONWARNINGS', 'ignore')
+    proc = subprocess.run(
+        [sys.executable,
+         str(ROOT / 'tools/study.py'), '--smoke', '--work-dir',
+         str(work), '--publish',
+         str(publish)],
+        cwd=work.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    if not all(p.is_file() for p in FILES):
+        pytest.skip(f'Fashion-MNIST not found in {DEFAULT_ROOT}')
+    base = tmp_path_factory.mktemp('study')
+    work, publish = base / 'work', base / 'published'
+    return work, publish, _study(work, publish)
+
+
+def _results(work: Path) -> dict:
+    return json.loads((work / 'results.json').read_text())
+
+
+@needs_fmnist
+def test_every_row_has_numbers(smoke):
+    work, _, out = smoke
+    results = _results(work)
+    assert results['preset'] == 'smoke'
+    rows = {r['id']: r for r in results['rows']}
+    assert list(rows) == ROWS
+    for row in rows.values():
+        for metric in ('knn_top1', 'linear_top1'):
+            assert 0 <= row[metric] <= 100 and math.isfinite(row[metric])
+        assert len(row['seeds']) == 1  # smoke: one seed everywhere
+    # same budget for every student row
+    students = [r for r in rows.values() if r['kind'] == 'moma']
+    assert {(r['epochs'], r['images_seen']) for r in students} == {(1, 256)}
+    assert rows['teacher-mae']['epochs'] == 2
+    assert rows['random']['images_seen'] == 0
+    # segmentation for the two teachers and the best student by k-NN
+    best = max(students, key=lambda r: r['knn_top1'])
+    assert results['best'] == best['id']
+    with_miou = {i for i, r in rows.items() if r.get('miou') is not None}
+    assert with_miou == {'teacher-mae', 'teacher-mocov3', best['id']}
+    for name in with_miou:
+        assert 0 <= rows[name]['miou'] <= 100
+    # the table lists every row, and it is what was printed
+    md = (work / 'results.md').read_text()
+    table = [line for line in md.splitlines() if line.startswith('| `')]
+    assert [line.split('`')[1] for line in table] == ROWS
+    assert md[md.index('| row |'):md.index('## Claims')].strip() in out
+    assert md.splitlines()[4].startswith(
+        '| row | teachers | init | mask ratio | seeds | epochs | images seen'
+        ' | k-NN top-1 (%) | linear top-1 (%) | mIoU (%) | wall time | '
+        'device |')
+    # the claims, each with its verdict
+    claims = results['claims']
+    assert [c['number'] for c in claims] == ['1', '2', '3', '4']
+    for claim in claims:
+        assert claim['verdict'] in ('held', 'mixed', 'did not hold')
+        assert f'**{claim["verdict"]}**' in md
+    assert '| ETA ' in out
+
+
+@needs_fmnist
+def test_students_start_from_their_initialising_teacher(smoke):
+    """At epoch 0 the monitor sees the teacher's own features."""
+    work, _, _ = smoke
+    runs = _results(work)['runs']
+
+    def monitor(key, epoch):
+        points = {p['epoch']: p['top1'] for p in runs[key]['monitor_knn']}
+        return points[epoch]
+
+    assert monitor('moco-to-mae-s0', 0) == pytest.approx(
+        monitor('teacher-mae-s0', 2))
+    assert monitor('mae-to-moco-s0', 0) == pytest.approx(
+        monitor('teacher-mocov3-s0', 2))
+
+
+@needs_fmnist
+def test_run_configs_say_what_the_rows_say(smoke):
+    from mmengine.config import Config
+    work, _, _ = smoke
+
+    def model(key):
+        return Config.fromfile(str(work / 'runs' / key / 'config.py')).model
+
+    assert model('mask-0.5-s0').mask_ratio == 0.5
+    assert model('moco-mae-s0').mask_ratio == 0.9
+    assert model('masked-teacher-s0').mask_teacher_input is True
+    assert model('neck-linear-s0').neck.mode == 'linear'
+    assert model('loss-mse-s0').head.loss_type == 'mse'
+    init = model('moco-to-mae-s0')
+    assert set(init.teachers) == {'mocov3'}
+    assert init.backbone.init_cfg.checkpoint.endswith(
+        'teacher-mae-s0/checkpoints/mae.pth')
+    assert set(model('mae-only-s0').teachers) == {'mae'}
+    assert set(model('moco-mae-s0').teachers) == {'mocov3', 'mae'}
+    assert Config.fromfile(
+        str(work / 'runs/moco-mae-s0/config.py')).randomness.seed == 0
+    # the student rows trained different weights from one random init
+    states = [
+        torch.load(work / f'runs/{key}/checkpoints/moma.pth',
+                   weights_only=True)['state_dict']
+        for key in ('moco-mae-s0', 'mask-0.5-s0')
+    ]
+    key = 'backbone.layers.0.attn.qkv.weight'
+    assert not torch.equal(states[0][key], states[1][key])
+
+
+@needs_fmnist
+def test_plots_and_published_files(smoke):
+    work, publish, _ = smoke
+    for name in ('knn_vs_epochs.png', 'acc_vs_mask_ratio.png'):
+        for folder in (work, publish):
+            data = (folder / name).read_bytes()
+            assert data[:8] == PNG and len(data) > 5000, (folder, name)
+    for name in ('results.md', 'results.json', 'study_log.txt'):
+        assert (publish / name).read_bytes() == (work / name).read_bytes()
+
+
+@needs_fmnist
+def test_rerun_reuses_every_run(smoke):
+    work, publish, _ = smoke
+    before = _results(work)
+    out = _study(work, publish)
+    trained = [k for k in before['runs'] if not k.startswith('random')]
+    assert out.count(': reusing ') == len(trained) == 14
+    assert ': training ' not in out
+    assert 'segmentation teacher' not in out  # reused, not retrained
+    after = _results(work)
+    for key, run in before['runs'].items():
+        assert after['runs'][key]['knn_top1'] == run['knn_top1'], key
+        assert after['runs'][key]['linear_top1'] == run['linear_top1'], key
+
+
+# --------------------------------------------------- logic, no training
+def _row(id_, knn, linear, group='main', std=1.0, epochs=4):
+    return dict(id=id_, group=group, knn_top1=knn, linear_top1=linear,
+                knn_top1_std=std if group == 'main' else None,
+                linear_top1_std=std if group == 'main' else None,
+                epochs=epochs)
+
+
+def _rows(**values):
+    base = {
+        'moco-mae': (80, 80), 'moco-only': (70, 70), 'mae-only': (60, 60),
+        'teacher-mae': (75, 75), 'teacher-mocov3': (79.5, 85),
+        'mask-0.5': (70, 70), 'mask-0.75': (81, 81), 'mask-0.95': (50, 50),
+        'masked-teacher': (79.5, 60)
+    }
+    base.update(values)
+    groups = {'moco-mae': 'main', 'moco-only': 'main', 'mae-only': 'main'}
+    return [
+        _row(k, *v, group=groups.get(k, 'teacher' if k.startswith('teacher')
+                                     else 'ablation'),
+             epochs=16 if k.startswith('teacher') else 4)
+        for k, v in base.items()
+    ]
+
+
+def test_claim_rules():
+    claims = {c['number']: c for c in study.check_claims(_rows())}
+    # 1: 80 - 70 = 10 > s = 1 on both metrics
+    assert claims['1']['verdict'] == 'held'
+    assert claims['1']['checks'][0]['b'] == 'moco-only'
+    # 2: k-NN 80 - 79.5 >= -1 holds, linear 80 - 85 does not
+    assert claims['2']['verdict'] == 'mixed'
+    assert claims['2']['epochs'] == dict(student=4, teacher=16)
+    # 3: 80 - 81 = -1 >= -1 holds on both
+    assert claims['3']['verdict'] == 'held'
+    # 4: k-NN 80 - 79.5 = 0.5 is within s; linear 20 is not
+    assert claims['4']['verdict'] == 'mixed'
+    claims = {c['number']: c for c in study.check_claims(
+        _rows(**{'moco-only': (85, 90)}))}
+    assert claims['1']['verdict'] == 'did not hold'
+    assert claims['1']['checks'][0]['diff'] == pytest.approx(-5)
+
+
+def test_spread_is_pooled_over_main_rows():
+    rows = _rows()
+    rows[0]['knn_top1_std'] = 3.0  # moco-mae; the others 1.0
+    assert study.pooled_std(rows, 'knn_top1') == pytest.approx(
+        math.sqrt((9 + 1 + 1) / 3))
+    assert study.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert study.mean_std([4.0]) == (4.0, None)
+
+
+def test_rows_keep_one_budget_and_architecture():
+    for name, preset in study.PRESETS.items():
+        rows = study.study_rows(preset)
+        assert [r['id'] for r in rows] == ROWS
+        students = [r for r in rows if r['kind'] == 'moma']
+        assert {r['epochs'] for r in students} == {preset['student_epochs']}
+        assert len(preset['seeds']) >= (1 if name == 'smoke' else 3)
+        for row in students:
+            assert len(row['seeds']) == len(
+                preset['seeds'] if row['group'] == 'main' else
+                preset['ablation_seeds'])
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        study.parse_args(['--seeds', '0'])
+    assert study.parse_args(['--smoke']).work_dir == 'work_dirs/study-smoke'
+    assert study.parse_args(['--publish']).publish == 'docs/study'
+
+
+# ---------------------------------------------- the loss of the ablation
+# (belongs in tests/test_models/test_align_head.py, which this change does
+# not own)
+@pytest.mark.parametrize('loss_type', ['mse', 'cosine'])
+def test_align_head_loss_types_match_hand_computation(loss_type):
+    from mmmoma.models import SmoothL1AlignHead
+    torch.manual_seed(0)
+    pred, target = torch.randn(2, 4, 6), torch.randn(2, 4, 6) * 3 + 1
+    mask = torch.tensor([[1., 0., 1.], [0., 1., 1.]])
+    head = SmoothL1AlignHead(loss_type=loss_type, positions='masked',
+                             with_cls_token=False)
+    mean = target.mean(-1, keepdim=True)
+    normed = (target - mean) / torch.sqrt(
+        ((target - mean)**2).mean(-1, keepdim=True) + 1e-6)
+    if loss_type == 'mse':
+        per_token = ((pred - normed)**2).mean(-1)
+    else:
+        per_token = 1 - (pred * normed).sum(-1) / (
+            pred.norm(dim=-1) * normed.norm(dim=-1))
+    expected = (per_token[0, 1] + per_token[0, 3] + per_token[1, 2] +
+                per_token[1, 3]) / 4
+    assert torch.allclose(head.loss(pred, target, mask), expected,
+                          atol=1e-6)
+    with pytest.raises(ValueError, match="loss_type='l1'"):
+        SmoothL1AlignHead(loss_type='l1')

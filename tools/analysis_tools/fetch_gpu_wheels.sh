@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Download the pure-Python OpenMMLab wheels that a CUDA box with Python 3.12
+# and torch preinstalled (but no network) needs to import mmmoma:
+#   bash tools/analysis_tools/fetch_gpu_wheels.sh .whl
+# There, before running anything of this repository:
+#   python3 -m pip install -q --no-index --no-deps --no-compile \
+#       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+# --no-deps everywhere: torch, torchvision, numpy, opencv, regex, rich and
+# einops are already on that box and must not move; setuptools<81 keeps the
+# pkg_resources that mmengine uses to find `mmpretrain::` config bases.
+set -euo pipefail
+
+dest=${1:?usage: fetch_gpu_wheels.sh DEST}
+mkdir -p "$dest"
+platforms=()
+for tag in manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
+    manylinux1_x86_64; do
+    platforms+=(--platform "$tag")
+done
+"${PYTHON:-python3}" -m pip download -q --no-deps --only-binary=:all: \
+    --python-version 3.12 --implementation cp "${platforms[@]}" -d "$dest" \
+    mmengine==0.10.7 mmcv-lite==2.1.0 mmpretrain==1.2.0 \
+    mmsegmentation==1.2.2 addict yapf platformdirs termcolor mat4py \
+    modelindex model-index ordered-set importlib-metadata lazy-importer \
+    prettytable ftfy wcwidth \
+    "setuptools<81"
+ls "$dest"
