@@ -45,7 +45,8 @@ import subprocess
 import sys
 import time
 import warnings
-from typing import Dict, List, Optional
+import threading
+from typing import Dict, List, NamedTuple, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'demo')
@@ -173,10 +174,37 @@ class Progress:
               flush=True)
 
 
-def config_hash(name: str) -> str:
-    """Hash of a step's resolved config (its bases included)."""
+_CONFIG_LOCK = threading.Lock()  # Config.fromfile is not thread-safe
+
+
+class Step(NamedTuple):
+    """One training run: which algorithm, which config, where it goes.
+
+    ``tools/study.py`` builds its own steps (other configs, run folders and
+    options) and trains them with :func:`train_step`.
+    """
+    name: str  # 'mae', 'mocov3' or 'moma': selects the step's options
+    config: str  # config file path
+    title: str  # for progress lines
+    run_dir: str  # MMEngine's work dir
+    out: str  # the published weights-only checkpoint
+    label: str = ''  # progress prefix, e.g. 'step 1/4 '
+    extra_options: Optional[dict] = None  # --cfg-options applied last
+
+
+def demo_step(name: str, index: int, work: str) -> Step:
+    """Step ``index`` of the demo chain, under ``work``."""
+    return Step(name, osp.join(CONFIG_DIR, CONFIGS[name]), TITLES[name],
+                osp.join(work, name),
+                osp.join(work, 'checkpoints', f'{name}.pth'),
+                f'step {index}/4 ')
+
+
+def config_hash(path: str) -> str:
+    """Hash of a resolved config file (its bases included)."""
     from mmengine.config import Config
-    text = Config.fromfile(osp.join(CONFIG_DIR, CONFIGS[name])).pretty_text
+    with _CONFIG_LOCK:
+        text = Config.fromfile(path).pretty_text
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -266,17 +294,14 @@ def step_options(name: str, preset: dict, data_root: Optional[str],
     return opts
 
 
-def train_step(name: str, index: int, args: argparse.Namespace,
-               preset: dict, progress: Progress,
-               checkpoints: Dict[str, str]) -> dict:
+def train_step(step: Step, args: argparse.Namespace, preset: dict,
+               progress: Progress, checkpoints: Dict[str, str]) -> dict:
     """Run (or reuse) one training step; return its table row data."""
-    work = osp.abspath(args.work_dir)
-    run_dir = osp.join(work, name)
-    out = osp.join(work, 'checkpoints', f'{name}.pth')
+    name, run_dir, out = step.name, step.run_dir, step.out
     settings = dict(
         preset=args.preset,
-        config=CONFIGS[name],
-        config_hash=config_hash(name),  # an edited config retrains
+        config=osp.basename(step.config),
+        config_hash=config_hash(step.config),  # an edited config retrains
         epochs=preset['epochs'][name],
         train_samples=preset['train_samples'],
         batch_size=preset['batch_size'],
@@ -284,15 +309,17 @@ def train_step(name: str, index: int, args: argparse.Namespace,
         # a retrained teacher makes the student stale
         teachers={k: osp.getmtime(v)
                   for k, v in checkpoints.items()} if name == 'moma' else None)
+    if step.extra_options:
+        settings['extra_options'] = step.extra_options
     settings = json.loads(json.dumps(settings))
     meta = None if args.force else read_meta(out)
     if meta is not None and meta.get('settings') == settings:
         progress.done.add(name)
-        progress.log(f'step {index}/4 {TITLES[name]}: reusing {out} '
+        progress.log(f'{step.label}{step.title}: reusing {out} '
                      '(--force retrains)')
         return meta
     if meta is not None:
-        progress.log(f'step {index}/4 {TITLES[name]}: settings changed, '
+        progress.log(f'{step.label}{step.title}: settings changed, '
                      'retraining')
     if osp.isdir(run_dir):
         shutil.rmtree(run_dir)
@@ -300,20 +327,21 @@ def train_step(name: str, index: int, args: argparse.Namespace,
     cmd = [
         sys.executable,
         osp.join(REPO_ROOT, 'tools', 'train.py'),
-        osp.join(CONFIG_DIR, CONFIGS[name]), '--work-dir', run_dir
+        step.config, '--work-dir', run_dir
     ]
     if preset['amp']:
         cmd += ['--amp']
     if preset['batch_size'] != 128:
         cmd += ['--auto-scale-lr']
     options = step_options(name, preset, args.data_root, checkpoints)
+    options.update(step.extra_options or {})
     cmd += ['--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (REPO_ROOT, env.get('PYTHONPATH')) if p)
     env.setdefault('PYTHONWARNINGS', 'ignore')
     env['PYTHONUNBUFFERED'] = '1'  # progress lines as they come
-    progress.log(f'step {index}/4 {TITLES[name]}: training '
+    progress.log(f'{step.label}{step.title}: training '
                  f'{settings["epochs"]} epoch(s), log in '
                  f'{osp.join(run_dir, "train.log")}', name)
     start = time.time()
@@ -337,7 +365,7 @@ def train_step(name: str, index: int, args: argparse.Namespace,
                 last_print = time.time()
                 epoch, it, total, eta = match.groups()
                 progress.log(
-                    f'step {index}/4 {name}: epoch {epoch}/'
+                    f'{step.label}{name}: epoch {epoch}/'
                     f'{settings["epochs"]} iter {it}/{total}, step ETA '
                     f'{fmt_time(_eta_seconds(eta))}', name, _eta_seconds(eta))
             match = _KNN.search(line)
@@ -345,7 +373,7 @@ def train_step(name: str, index: int, args: argparse.Namespace,
                 knn_log.append(
                     dict(epoch=int(match.group(1)),
                          top1=float(match.group(2))))
-                progress.log(f'step {index}/4 {name}: k-NN (monitor, '
+                progress.log(f'{step.label}{name}: k-NN (monitor, '
                              f'{preset["hook_train"]} bank / '
                              f'{preset["hook_test"]} queries) after epoch '
                              f'{match.group(1)}: top-1 {match.group(2)}%',
@@ -357,7 +385,8 @@ def train_step(name: str, index: int, args: argparse.Namespace,
     if code != 0:
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-40:])
-        raise SystemExit(f'step {index} ({name}) failed with exit code {code}'
+        raise SystemExit(f'{step.label}{step.title} failed with exit code '
+                         f'{code}'
                          f'; the last lines of {log_path}:\n{tail}')
     samples = preset['train_samples'] or 60000
     meta = dict(
@@ -371,7 +400,7 @@ def train_step(name: str, index: int, args: argparse.Namespace,
         monitor_knn=knn_log)
     publish(run_dir, out, meta)
     progress.done.add(name)
-    progress.log(f'step {index}/4 {TITLES[name]}: done in '
+    progress.log(f'{step.label}{step.title}: done in '
                  f'{fmt_time(seconds)} -> {out}')
     return read_meta(out)
 
@@ -393,7 +422,7 @@ def evaluate(name: str, args: argparse.Namespace, preset: dict,
         checkpoint=ckpt,
         mtime=osp.getmtime(ckpt) if ckpt else None,
         config=CONFIGS[config],
-        config_hash=config_hash(config),
+        config_hash=config_hash(osp.join(CONFIG_DIR, CONFIGS[config])),
         data_root=args.data_root)
     cache = osp.join(work, 'eval', f'{name}.json')
     if not args.force and osp.isfile(cache):
@@ -488,7 +517,8 @@ def main(argv=None) -> None:
     progress.log(f'preset {args.preset}: outputs in {work}')
     metas, checkpoints = {}, {}
     for index, name in enumerate(('mae', 'mocov3', 'moma'), 1):
-        metas[name] = train_step(name, index, args, preset, progress,
+        metas[name] = train_step(demo_step(name, index, work), args, preset,
+                                 progress,
                                  {k: checkpoints[k] for k in ('mocov3', 'mae')
                                   if k in checkpoints})
         checkpoints[name] = osp.join(work, 'checkpoints', f'{name}.pth')

@@ -79,9 +79,6 @@ EVAL_ARCH = dict(
     embed_dims=128, num_layers=4, num_heads=4, feedforward_channels=512)
 KNN = dict(k=20, temperature=0.07)
 PROBE = dict(weight_decay=1e-4)  # and max_iter: the preset's probe_iters
-# MMEngine's Config.fromfile goes through temporary files and imports; runs
-# in threads parse their configs one at a time.
-_CONFIG_LOCK = threading.Lock()
 TEACHER_NAMES = {'mae': 'MAE', 'mocov3': 'MoCo v3'}
 
 # Per preset: images per epoch (None: all 60k), epochs, batch, seeds of the
@@ -322,7 +319,7 @@ class Progress:
 class _RunProgress:
     """What ``demo.train_step`` calls, mapped onto one study run."""
 
-    _STEP = re.compile(r'^step \d+/4 (?:(?:mae|mocov3|moma): )?')
+    _STEP = re.compile(r'^(?:mae|mocov3|moma): ')
 
     def __init__(self, progress: Progress, key: str) -> None:
         self.progress = progress
@@ -341,11 +338,18 @@ class _RunProgress:
 
 # ------------------------------------------------------------- training
 def load_module(path: str, name: str):
-    """A fresh module object of a script (own globals: one per thread)."""
+    """A module object of a script file."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The demo's training step, imported once (tools/ is not a package).
+DEMO = load_module(DEMO_PATH, '_mmmoma_demo')
+# MMEngine's Config.fromfile goes through temporary files and imports: runs
+# in threads parse their configs one at a time, with the demo's lock.
+_CONFIG_LOCK = DEMO._CONFIG_LOCK
 
 
 def checkpoint_of(work: str, key: str, kind: str) -> str:
@@ -436,34 +440,17 @@ def train_run(row: dict, seed: int, args: argparse.Namespace, preset: dict,
         'custom_hooks.0.eval_at_start': True,
     }
     config, teachers = write_run_config(work, row, seed, preset, extra)
-    demo = load_module(DEMO_PATH, f'_study_demo_{key}')
-    demo.CONFIGS = {kind: config}  # absolute: osp.join keeps it as is
-    demo.TITLES = {kind: row['label']}
-    step_options = demo.step_options
-
-    def options(name, step_preset, data_root, checkpoints):
-        opts = step_options(name, step_preset, data_root, checkpoints)
-        opts.update(extra)
-        return opts
-
-    demo.step_options = options
-    config_hash = demo.config_hash
-
-    def locked_hash(name):
-        with _CONFIG_LOCK:
-            return config_hash(name)
-
-    demo.config_hash = locked_hash
+    step = DEMO.Step(
+        kind,
+        config,
+        row['label'],
+        run_dir=osp.join(work, 'runs', key, kind),
+        out=checkpoint_of(work, key, kind),
+        extra_options=extra)
     step_args = argparse.Namespace(
-        work_dir=osp.join(work, 'runs', key),
-        preset=args.preset,
-        force=args.force,
-        data_root=args.data_root)
-    step_preset = dict(
-        preset,
-        epochs={kind: row['epochs']},
-    )
-    meta = demo.train_step(kind, 0, step_args, step_preset,
+        preset=args.preset, force=args.force, data_root=args.data_root)
+    step_preset = dict(preset, epochs={kind: row['epochs']})
+    meta = DEMO.train_step(step, step_args, step_preset,
                            _RunProgress(progress, key), teachers)
     # where it was trained, kept with the checkpoint it describes
     ckpt = checkpoint_of(work, key, kind)

@@ -67,3 +67,24 @@ def test_target_gets_no_gradient_and_pred_does():
 def test_bad_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         SmoothL1AlignHead(**kwargs)
+
+
+@pytest.mark.parametrize('loss_type', ['mse', 'cosine'])
+def test_align_head_loss_types_match_hand_computation(loss_type):
+    torch.manual_seed(0)
+    pred, target = torch.randn(2, 4, 6), torch.randn(2, 4, 6) * 3 + 1
+    mask = torch.tensor([[1., 0., 1.], [0., 1., 1.]])
+    head = SmoothL1AlignHead(loss_type=loss_type, positions='masked',
+                             with_cls_token=False)
+    normed = _hand_layer_norm(target)
+    if loss_type == 'mse':
+        per_token = ((pred - normed)**2).mean(-1)
+    else:
+        per_token = 1 - (pred * normed).sum(-1) / (
+            pred.norm(dim=-1) * normed.norm(dim=-1))
+    expected = (per_token[0, 1] + per_token[0, 3] + per_token[1, 2] +
+                per_token[1, 3]) / 4
+    assert torch.allclose(head.loss(pred, target, mask), expected,
+                          atol=1e-6)
+    with pytest.raises(ValueError, match="loss_type='l1'"):
+        SmoothL1AlignHead(loss_type='l1')

@@ -259,30 +259,3 @@ def test_bad_arguments():
         study.parse_args(['--seeds', '0'])
     assert study.parse_args(['--smoke']).work_dir == 'work_dirs/study-smoke'
     assert study.parse_args(['--publish']).publish == 'docs/study'
-
-
-# ---------------------------------------------- the loss of the ablation
-# (belongs in tests/test_models/test_align_head.py, which this change does
-# not own)
-@pytest.mark.parametrize('loss_type', ['mse', 'cosine'])
-def test_align_head_loss_types_match_hand_computation(loss_type):
-    from mmmoma.models import SmoothL1AlignHead
-    torch.manual_seed(0)
-    pred, target = torch.randn(2, 4, 6), torch.randn(2, 4, 6) * 3 + 1
-    mask = torch.tensor([[1., 0., 1.], [0., 1., 1.]])
-    head = SmoothL1AlignHead(loss_type=loss_type, positions='masked',
-                             with_cls_token=False)
-    mean = target.mean(-1, keepdim=True)
-    normed = (target - mean) / torch.sqrt(
-        ((target - mean)**2).mean(-1, keepdim=True) + 1e-6)
-    if loss_type == 'mse':
-        per_token = ((pred - normed)**2).mean(-1)
-    else:
-        per_token = 1 - (pred * normed).sum(-1) / (
-            pred.norm(dim=-1) * normed.norm(dim=-1))
-    expected = (per_token[0, 1] + per_token[0, 3] + per_token[1, 2] +
-                per_token[1, 3]) / 4
-    assert torch.allclose(head.loss(pred, target, mask), expected,
-                          atol=1e-6)
-    with pytest.raises(ValueError, match="loss_type='l1'"):
-        SmoothL1AlignHead(loss_type='l1')
