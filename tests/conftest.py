@@ -1,6 +1,7 @@
 """Shared fixtures: generated data, no downloads."""
 import itertools
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,30 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCOPE_IDS = itertools.count()  # a new DefaultScope name for every test
+FMNIST_STEMS = ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3',
+                't10k-labels-idx1')
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'needs_fmnist: uses Debian\'s Fashion-MNIST idx files; '
+        'skipped, with the install command, where they are absent')
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture reads the files
+def pytest_runtest_setup(item):
+    """Skip ``needs_fmnist`` tests, saying why, without the real files."""
+    if item.get_closest_marker('needs_fmnist') is None:
+        return
+    from mmmoma.datasets.fashion_mnist import DEFAULT_ROOT
+    missing = [
+        f'{stem}-ubyte.gz' for stem in FMNIST_STEMS
+        if not (Path(DEFAULT_ROOT) / f'{stem}-ubyte.gz').is_file()
+    ]
+    if missing:
+        pytest.skip(f'Fashion-MNIST idx files {missing} not found in '
+                    f'{DEFAULT_ROOT}; install them with `apt-get install '
+                    'dataset-fashion-mnist`')
 
 
 def make_images(folder: Path, num: int = 16, size: int = 32,
@@ -87,6 +112,14 @@ def tiny_moma_run(tmp_path_factory) -> dict:
         f'train_dataloader.dataset.data_root={images}',
     ]
     return dict(root=root, images=images, ckpts=ckpts, options=options)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for torchrun)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture

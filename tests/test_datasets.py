@@ -15,10 +15,6 @@ REAL_FILES = [
     for stem in ('train-images-idx3', 'train-labels-idx1',
                  't10k-images-idx3', 't10k-labels-idx1')
 ]
-needs_real = pytest.mark.skipif(
-    not all(p.is_file() for p in REAL_FILES),
-    reason=f'Fashion-MNIST idx files not found in {DEFAULT_ROOT}; install '
-    'them with `apt-get install dataset-fashion-mnist`')
 
 
 def write_idx(folder: Path, stem: str, images: np.ndarray,
@@ -50,7 +46,7 @@ def fake_root(tmp_path):
 
 
 # ---------------------------------------------------------------- real files
-@needs_real
+@pytest.mark.needs_fmnist
 def test_real_splits_sizes_and_balance():
     train = FashionMNISTIdx(split='train')
     test = FashionMNISTIdx(split='test')
@@ -65,7 +61,7 @@ def test_real_splits_sizes_and_balance():
     assert train.images.mean() / 255 == pytest.approx(0.2860, abs=1e-3)
 
 
-@needs_real
+@pytest.mark.needs_fmnist
 def test_real_sample_matches_raw_file():
     with gzip.open(REAL_FILES[2], 'rb') as f:
         raw = np.frombuffer(f.read(), np.uint8, offset=16)
@@ -82,7 +78,7 @@ def test_real_sample_matches_raw_file():
         assert info['gt_label'] == raw_labels[idx]
 
 
-@needs_real
+@pytest.mark.needs_fmnist
 def test_real_pad_resize_subset_unlabeled():
     padded = FashionMNISTIdx(split='test', img_size=32, num_samples=50)
     plain = FashionMNISTIdx(split='test', num_samples=50)
@@ -103,7 +99,7 @@ def test_real_pad_resize_subset_unlabeled():
         unlabeled.get_gt_labels()
 
 
-@needs_real
+@pytest.mark.needs_fmnist
 def test_real_with_mmpretrain_pipeline_and_dataloader():
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner

@@ -1,5 +1,4 @@
 """2 gloo processes x 2 images train like 1 process x 4 images."""
-import socket
 import sys
 
 import pytest
@@ -24,12 +23,6 @@ COMMON = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 SGD = '''
 optim_wrapper = dict(optimizer=dict(
     _delete_=True, type='SGD', lr=0.05, momentum=0.9, weight_decay=0.05))
@@ -45,7 +38,8 @@ def _key_bias(name: str, value: torch.Tensor) -> slice:
 
 
 @pytest.mark.parametrize('optimizer', ['AdamW', 'SGD'])
-def test_two_processes_match_one_process(tiny_run, tmp_path, optimizer):
+def test_two_processes_match_one_process(tiny_run, tmp_path, optimizer,
+                                         free_port):
     config = tmp_path / 'tiny_no_augmentation.py'
     config.write_text(f'_base_ = {str(CONFIG)!r}\n{NO_AUGMENTATION}' +
                       (SGD if optimizer == 'SGD' else ''))
@@ -62,7 +56,7 @@ def test_two_processes_match_one_process(tiny_run, tmp_path, optimizer):
     ],
                env={
                    'PYTHON': sys.executable,
-                   'PORT': str(_free_port()),
+                   'PORT': str(free_port),
                    'OMP_NUM_THREADS': '1'
                })
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -10,18 +10,9 @@ import pytest
 import torch
 
 import mmmoma  # noqa: F401
-from mmmoma.datasets.fashion_mnist import DEFAULT_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = [
-    Path(DEFAULT_ROOT) / f'{s}-ubyte.gz'
-    for s in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3',
-              't10k-labels-idx1')
-]
-pytestmark = pytest.mark.skipif(
-    not all(p.is_file() for p in FILES),
-    reason=f'the demo trains on Fashion-MNIST, not found in {DEFAULT_ROOT}; '
-    'install it with `apt-get install dataset-fashion-mnist`')
+pytestmark = pytest.mark.needs_fmnist  # the demo trains on it
 ROWS = ['random', 'mae', 'mocov3', 'moma']
 
 

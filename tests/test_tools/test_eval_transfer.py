@@ -7,7 +7,6 @@ import copy
 import importlib.util
 import json
 import re
-import socket
 import sys
 from pathlib import Path
 
@@ -33,11 +32,6 @@ STUDENT = dict(
 FMNIST = Path('/usr/share/datasets/fashion-mnist')
 TEACHER = dict(
     embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
-
-needs_fmnist = pytest.mark.skipif(
-    not (FMNIST / 't10k-images-idx3-ubyte.gz').is_file(),
-    reason='Fashion-MNIST not installed (apt-get install '
-    'dataset-fashion-mnist)')
 
 
 def load_tool(relative: str):
@@ -130,8 +124,6 @@ def student_of(ckpt: Path) -> dict:
 
 @pytest.fixture(scope='module')
 def scenes(tmp_path_factory) -> Path:
-    if not (FMNIST / 'train-images-idx3-ubyte.gz').is_file():
-        pytest.skip('Fashion-MNIST not installed')
     out = tmp_path_factory.mktemp('scenes') / 'fmnist_scenes'
     scenes_tool.main([str(out), '--num-train', '6', '--num-val', '3',
                       '--size', '64', '--seed', '0'])
@@ -141,8 +133,6 @@ def scenes(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def imagenet_layout(tmp_path_factory) -> Path:
     """Fashion-MNIST photos in MMPretrain's ImageNet layout, 10 classes."""
-    if not (FMNIST / 't10k-images-idx3-ubyte.gz').is_file():
-        pytest.skip('Fashion-MNIST not installed')
     root = tmp_path_factory.mktemp('imagenet_layout')
     images = scenes_tool._read_idx(str(FMNIST / 't10k-images-idx3-ubyte.gz'))
     labels = scenes_tool._read_idx(str(FMNIST / 't10k-labels-idx1-ubyte.gz'))
@@ -163,6 +153,7 @@ def imagenet_layout(tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------- linear probe
+@pytest.mark.needs_fmnist
 def test_linear_probe_trains_and_evaluates(moma_ckpt, imagenet_layout,
                                            tmp_path):
     cfg = Config.fromfile(str(LINEAR_CONFIG))
@@ -243,18 +234,13 @@ def test_seg_backbone_loads_the_moma_student_directly(moma_ckpt):
     assert torch.equal(own['pos_embed'][:, 0], student['pos_embed'][:, 0])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
+@pytest.mark.needs_fmnist
 def test_seg_trains_on_two_cpu_processes_and_tools_test_reports_miou(
-        moma_ckpt, scenes, tmp_path, run_tool):
+        moma_ckpt, scenes, tmp_path, run_tool, free_port):
     """The user's commands: dist_train.sh (2 gloo processes, SyncBN swapped
     for BN), then tools/test.py on the Runner checkpoint it wrote."""
     work = tmp_path / 'work'
-    env = {'OMP_NUM_THREADS': '1', 'PORT': str(free_port())}
+    env = {'OMP_NUM_THREADS': '1', 'PORT': str(free_port)}
     train = run_tool([
         'bash', ROOT / 'tools/dist_train.sh', SEG_CONFIG, 2, '--work-dir',
         work, '--cfg-options',
@@ -425,7 +411,7 @@ def test_missing_data_root_is_named(tmp_path):
 
 
 # ------------------------------------------------------ scene generator
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_scenes_are_deterministic_in_the_ade20k_layout(tmp_path):
     runs = {}
     for name, seed in (('a', 3), ('b', 3), ('c', 4)):

@@ -11,18 +11,8 @@ import pytest
 import torch
 
 import mmmoma  # noqa: F401
-from mmmoma.datasets.fashion_mnist import DEFAULT_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = [
-    Path(DEFAULT_ROOT) / f'{s}-ubyte.gz'
-    for s in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3',
-              't10k-labels-idx1')
-]
-needs_fmnist = pytest.mark.skipif(
-    not all(p.is_file() for p in FILES),
-    reason=f'the study trains on Fashion-MNIST, not found in {DEFAULT_ROOT}; '
-    'install it with `apt-get install dataset-fashion-mnist`')
 ROWS = [
     'random', 'teacher-mae', 'teacher-mocov3', 'moco-to-mae', 'mae-to-moco',
     'moco-mae', 'moco-only', 'mae-only', 'mask-0.5', 'mask-0.75',
@@ -64,8 +54,6 @@ def _study(work: Path, publish: Path) -> str:
 
 @pytest.fixture(scope='module')
 def smoke(tmp_path_factory):
-    if not all(p.is_file() for p in FILES):
-        pytest.skip(f'Fashion-MNIST not found in {DEFAULT_ROOT}')
     base = tmp_path_factory.mktemp('study')
     work, publish = base / 'work', base / 'published'
     return work, publish, _study(work, publish)
@@ -75,7 +63,7 @@ def _results(work: Path) -> dict:
     return json.loads((work / 'results.json').read_text())
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_every_row_has_numbers(smoke):
     work, _, out = smoke
     results = _results(work)
@@ -116,7 +104,7 @@ def test_every_row_has_numbers(smoke):
     assert '| ETA ' in out
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_students_start_from_their_initialising_teacher(smoke):
     """At epoch 0 the monitor sees the teacher's own features."""
     work, _, _ = smoke
@@ -132,7 +120,7 @@ def test_students_start_from_their_initialising_teacher(smoke):
         monitor('teacher-mocov3-s0', 2))
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_run_configs_say_what_the_rows_say(smoke):
     from mmengine.config import Config
     work, _, _ = smoke
@@ -163,7 +151,7 @@ def test_run_configs_say_what_the_rows_say(smoke):
     assert not torch.equal(states[0][key], states[1][key])
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_plots_and_published_files(smoke):
     work, publish, _ = smoke
     for name in ('knn_vs_epochs.png', 'acc_vs_mask_ratio.png'):
@@ -174,7 +162,7 @@ def test_plots_and_published_files(smoke):
         assert (publish / name).read_bytes() == (work / name).read_bytes()
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_rerun_reuses_every_run(smoke):
     work, publish, _ = smoke
     before = _results(work)

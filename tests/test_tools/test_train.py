@@ -1,6 +1,5 @@
 """tools/train.py and tools/dist_train.sh on the tiny MAE config, on CPU."""
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -70,21 +69,16 @@ def test_train_writes_checkpoint_and_resume_continues(tmp_path, image_folder,
     assert load_meta(other / 'epoch_2.pth')['iter'] == 2 * ITERS_PER_EPOCH
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(
     torch.cuda.is_available(), reason='tests the CPU (gloo) launch path')
-def test_dist_train_two_cpu_processes(tmp_path, image_folder, run_tool):
+def test_dist_train_two_cpu_processes(tmp_path, image_folder, run_tool,
+                                      free_port):
     work_dir = tmp_path / 'work'
     out = run_tool(
         ['bash', DIST_TRAIN, CONFIG, 2, '--work-dir', work_dir] +
         data_opts(image_folder, 2),
         cwd=tmp_path,
-        extra_env={'PORT': str(free_port())}).stdout
+        extra_env={'PORT': str(free_port)}).stdout
     assert "dist_cfg: {'backend': 'gloo'}" in out
     # Two ranks share the 16 images: half the iterations of one process.
     meta = load_meta(work_dir / 'epoch_2.pth')
