@@ -43,3 +43,14 @@ model = dict(
             init_cfg=None)),
     # the base's 2-block feature decoder, narrowed to 64-d for the CPU
     neck=dict(decoder_embed_dims=64, decoder_depth=2, decoder_num_heads=4))
+
+# choice: the student step sees each image unaugmented (MOMA's teachers see
+# the original image; the paper's ImageNet recipe also crops and flips), so
+# that an image's teacher features are the same in every epoch and
+# teacher_cache computes them once: from the second epoch on a step runs
+# only the student, its necks and heads (the teachers were ~60% of a CPU
+# step), and the 0.9 mask still draws new visible patches every epoch.
+# teacher_cache.size must cover the images per epoch: tools/demo.py sets it
+# to its preset's train_samples (float32: 256 MB per teacher for 10k).
+train_dataloader = dict(dataset=dict(pipeline=[dict(type='PackInputs')]))
+model.update(teacher_cache=dict(size=10000))

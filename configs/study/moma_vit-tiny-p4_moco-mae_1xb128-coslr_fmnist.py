@@ -6,7 +6,14 @@
 #   python tools/study.py --preset cpu
 _base_ = '../demo/moma_vit-mini-p4_moco-mae_1xb128-coslr_fmnist.py'
 
+# The demo's student step sees unaugmented images and caches its teachers'
+# features; the study keeps the augmented pipeline of the MAE dataset base
+# and runs the teachers every step, so that every row (the masked-teacher
+# ablation, whose targets depend on the mask, included) trains alike.
+train_dataloader = dict(dataset=dict(pipeline={{_base_.train_pipeline}}))
+
 model = dict(
+    teacher_cache=None,
     backbone=dict(
         arch=dict(
             _delete_=True,

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.model import ModuleDict
 from mmpretrain.models import BaseSelfSupervisor, VisionTransformer
 from mmpretrain.registry import MODELS
@@ -106,6 +107,20 @@ class MomaAlgorithm(BaseSelfSupervisor):
         teacher_inference_mode (bool): Speed: run the teachers under
             ``torch.inference_mode`` instead of ``torch.no_grad`` (less
             autograd bookkeeping; identical numbers). Defaults to False.
+        teacher_cache (dict, optional): Speed, for small datasets with a
+            deterministic train pipeline: keep each sample's teacher targets
+            (keyed by ``sample_idx``) after its first step and reuse them,
+            so that from the second epoch on the teachers do not run. Keys:
+            ``size`` (int, required: at least the dataset length; memory is
+            ``size x (1 + L) x Ct`` per teacher), ``dtype`` (storage,
+            ``'float32'`` (default, targets identical to recomputed ones),
+            ``'bfloat16'`` or ``'float16'``). Every step checks a
+            fingerprint of each cached sample's input and raises if it
+            changed (a random transform in the pipeline). Costs one host
+            sync per step; each process keeps its own cache; not kept in
+            checkpoints (a resumed run refills it). Not with
+            ``mask_teacher_input``. Defaults to None (teachers run every
+            step, as MOMA does on ImageNet).
         compile (bool | dict): Speed: ``torch.compile`` the transformer
             blocks of the teachers and the student one by one (blocks of one
             shape share a graph), each neck and each head's loss. ``True``,
@@ -130,6 +145,7 @@ class MomaAlgorithm(BaseSelfSupervisor):
                  teacher_dtype: Optional[str] = None,
                  teacher_inference_mode: bool = False,
                  compile: Union[bool, dict] = False,
+                 teacher_cache: Optional[dict] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if not teachers:
@@ -221,6 +237,7 @@ class MomaAlgorithm(BaseSelfSupervisor):
         self._register_state_dict_hook(self._drop_teacher_weights)
         self.register_load_state_dict_post_hook(self._allow_missing_teachers)
         self._setup_speed(teacher_dtype, teacher_inference_mode, compile)
+        self._setup_cache(teacher_cache)
 
     # ------------------------------------------------------------ building
     @staticmethod
@@ -364,6 +381,40 @@ class MomaAlgorithm(BaseSelfSupervisor):
                     for block in getattr(net, 'layers', None) or [net]:
                         block.compile(**kwargs)
 
+    def _setup_cache(self, cfg: Optional[dict]) -> None:
+        self.cache_cfg = None
+        self._cache: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache_filled: Optional[torch.Tensor] = None
+        self._cache_print: Optional[torch.Tensor] = None
+        self._cache_hit_logged = False
+        if cfg is None:
+            return
+        if not isinstance(cfg, dict):
+            raise ValueError(
+                f'MomaAlgorithm: teacher_cache={cfg!r} must be None or a '
+                "dict like dict(size=60000, dtype='float32').")
+        unknown = sorted(set(cfg) - {'size', 'dtype'})
+        if unknown:
+            raise ValueError(
+                f'MomaAlgorithm: teacher_cache has unknown key(s) {unknown}; '
+                "allowed: 'size', 'dtype'.")
+        size = cfg.get('size')
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f'MomaAlgorithm: teacher_cache.size={size!r} must be a '
+                'positive int, at least the number of training samples.')
+        dtype = cfg.get('dtype', 'float32')
+        if dtype not in TEACHER_DTYPES:
+            raise ValueError(
+                f'MomaAlgorithm: teacher_cache.dtype={dtype!r} is not '
+                f'supported; allowed: {list(TEACHER_DTYPES)}.')
+        if self.mask_teacher_input:
+            raise ValueError(
+                'MomaAlgorithm: teacher_cache needs targets that do not '
+                'depend on the mask, but mask_teacher_input=True; set '
+                'teacher_cache=None for that ablation.')
+        self.cache_cfg = dict(size=size, dtype=TEACHER_DTYPES[dtype])
+
     def _apply_teacher_dtype(self) -> None:
         """Cast the frozen teachers to ``teacher_dtype``, once."""
         if self.teacher_dtype is None or self._teachers_cast:
@@ -482,24 +533,100 @@ class MomaAlgorithm(BaseSelfSupervisor):
         valid[:, 0] = False  # no class token to align with
         return target, valid
 
-    def _mask_noise(self, data_samples: Optional[List[DataSample]],
+    def _sample_ids(self, data_samples: Optional[List[DataSample]],
                     device: torch.device) -> Optional[torch.Tensor]:
-        """Sort keys (B, L) for this step's masks, keyed by sample index.
+        """(B, ) int64 dataset indices of the batch, on ``device``.
 
-        None (masks from the global generator) if a sample has no
-        ``sample_idx``, which every MMEngine dataset provides.
+        They key this step's masks (and the teacher cache). None (masks from
+        the global generator) if a sample has no ``sample_idx``, which every
+        MMEngine dataset provides.
         """
         ids = [getattr(s, 'sample_idx', None) for s in data_samples or []]
         if not ids or any(i is None for i in ids):
+            if self.cache_cfg is not None:
+                raise ValueError(
+                    'MomaAlgorithm: teacher_cache needs the sample_idx of '
+                    'every data sample (MMEngine datasets set it); got '
+                    f'{ids[:4]!r}...; set teacher_cache=None.')
             return None
         sample_ids = torch.tensor(ids, dtype=torch.int64)
         if device.type == 'cuda':  # a pinned copy does not wait for the GPU
             sample_ids = sample_ids.pin_memory()
-        sample_ids = sample_ids.to(device, non_blocking=True)
-        noise = keyed_token_noise(self.mask_seed, self.mask_step, sample_ids,
-                                  self.num_patches)
-        self.mask_step += 1
-        return noise
+        return sample_ids.to(device, non_blocking=True)
+
+    # ------------------------------------------------------------ cache
+    @staticmethod
+    def _fingerprint(images: torch.Tensor) -> torch.Tensor:
+        """(B, ) float64 position-weighted sums: a flip or crop changes
+        them, an identical image reproduces them."""
+        flat = images.detach().flatten(1).double()
+        weights = torch.linspace(
+            1.0, 2.0, flat.shape[1], dtype=torch.float64, device=flat.device)
+        return flat @ weights
+
+    def _cached_targets(
+        self, images: torch.Tensor, sample_ids: Optional[torch.Tensor]
+    ) -> Optional[Dict[str, Tuple[torch.Tensor, torch.Tensor]]]:
+        """The cached ``(target, valid)`` per teacher if every sample of
+        the batch has them (one host sync), else None."""
+        if self.cache_cfg is None:
+            return None
+        size = self.cache_cfg['size']
+        if self._cache_filled is None:
+            self._cache_filled = torch.zeros(
+                size, dtype=torch.bool, device=images.device)
+            self._cache_print = torch.zeros(
+                size, dtype=torch.float64, device=images.device)
+        bad = (sample_ids < 0) | (sample_ids >= size)
+        hit, any_bad = torch.stack([
+            self._cache_filled[sample_ids.clamp(0, size - 1)].all(),
+            bad.any()
+        ]).tolist()
+        if any_bad:
+            raise ValueError(
+                f'MomaAlgorithm: teacher_cache.size={size} but this batch '
+                f'has sample_idx {sample_ids[bad][0].item()}; set '
+                'teacher_cache.size to at least the number of training '
+                'samples.')
+        if not hit:
+            return None
+        if not self._cache_hit_logged:
+            self._cache_hit_logged = True
+            mib = sum(t.numel() * t.element_size() + v.numel()
+                      for t, v in self._cache.values()) / 2**20
+            print_log(
+                f'MomaAlgorithm: teacher_cache reused the targets of a whole '
+                f'batch for the first time; the teachers run only for '
+                f'samples not cached yet ({mib:.0f} MiB per process).',
+                logger='current')
+        stored = self._cache_print[sample_ids]
+        now = self._fingerprint(images)
+        changed = ~torch.isclose(now, stored, rtol=1e-9, atol=1e-9)
+        if changed.any():
+            raise RuntimeError(
+                'MomaAlgorithm: teacher_cache needs the same input image for '
+                f'a sample in every epoch, but sample '
+                f'{sample_ids[changed][0].item()} changed since its targets '
+                'were cached: the train pipeline has a random transform '
+                '(e.g. RandomResizedCrop, RandomFlip). Remove it, or set '
+                'model.teacher_cache=None.')
+        return {
+            name: (target[sample_ids].float(), valid[sample_ids])
+            for name, (target, valid) in self._cache.items()
+        }
+
+    def _cache_store(self, name: str, sample_ids: Optional[torch.Tensor],
+                     target: torch.Tensor, valid: torch.Tensor) -> None:
+        if self.cache_cfg is None:
+            return
+        if name not in self._cache:
+            shape = (self.cache_cfg['size'], ) + tuple(target.shape[1:])
+            self._cache[name] = (
+                target.new_zeros(shape, dtype=self.cache_cfg['dtype']),
+                valid.new_zeros((shape[0], ) + tuple(valid.shape[1:])))
+        cache, cache_valid = self._cache[name]
+        cache[sample_ids] = target.detach().to(cache.dtype)
+        cache_valid[sample_ids] = valid
 
     def loss(self, inputs: Union[torch.Tensor, List[torch.Tensor]],
              data_samples: List[DataSample],
@@ -520,14 +647,25 @@ class MomaAlgorithm(BaseSelfSupervisor):
                 f'{tuple(images.shape[-2:])} give a {grid} patch grid, but '
                 f'the model was built for {self.patch_resolution}; set '
                 'img_size in the model to the crop size of the pipeline.')
+        sample_ids = self._sample_ids(data_samples, images.device)
+        noise = None
+        if sample_ids is not None:
+            noise = keyed_token_noise(self.mask_seed, self.mask_step,
+                                      sample_ids, self.num_patches)
+            self.mask_step += 1
         ids_keep, ids_restore, mask = random_token_mask(
             images.shape[0], self.num_patches, self.mask_ratio, images.device,
-            self._mask_noise(data_samples, images.device))
+            noise)
+        cached = self._cached_targets(images, sample_ids)
         latent = vit_forward_tokens(self.backbone, images, ids_keep)
         losses = {}
         for name in self.teachers:
-            target, valid = self.teacher_targets(name, images, ids_keep,
-                                                 ids_restore)
+            if cached is not None:
+                target, valid = cached[name]
+            else:
+                target, valid = self.teacher_targets(name, images, ids_keep,
+                                                     ids_restore)
+                self._cache_store(name, sample_ids, target, valid)
             neck = self.necks[name]
             if not neck.predicts_masked:
                 valid[:, 1:] &= ids_restore < ids_keep.shape[1]
@@ -535,4 +673,7 @@ class MomaAlgorithm(BaseSelfSupervisor):
             head_loss = self._head_losses.get(name, self.heads[name].loss)
             loss = head_loss(pred, target, mask, valid)
             losses[f'loss_{name}'] = loss * self.loss_weights[name]
+        if self.cache_cfg is not None and cached is None:
+            self._cache_filled[sample_ids] = True
+            self._cache_print[sample_ids] = self._fingerprint(images)
         return losses

@@ -65,6 +65,7 @@ def test_benchmark_fast_applies_the_speed_options(tmp_path):
             'backend': 'eager',
             'dynamic': False
         },
+        'teacher_cache': None,
         'fused_optimizer': True,
         'loss_scaler': None,  # plain OptimWrapper on the CPU
         'cudnn_benchmark': True,
@@ -153,3 +154,20 @@ def test_gpu_benchmark_plan_falls_back_and_keeps_to_budget(tmp_path):
             assert status[('vit-b 2t fast+compile', 256)].startswith(
                 'skipped')
             assert ('vit-b 2t fast+compile-noinf', 256) not in status
+
+
+def test_benchmark_measures_the_cached_step(tmp_path):
+    """With teacher_cache, the counted and timed steps run no teacher."""
+    tool = _load_tool()
+    out = tmp_path / 'cached.json'
+    tool.main([
+        str(ROOT / 'tests/data/configs/moma_tiny_cpu.py'), '--batch-size',
+        '4', '--iters', '1', '--warmup', '1', '--out',
+        str(out), '--cfg-options', 'model.teacher_cache.size=4'
+    ])
+    saved = json.loads(out.read_text())
+    assert saved['speed_options']['teacher_cache'] == 4
+    flops = saved['gflop_per_image']
+    assert 'forward_teachers' not in flops
+    assert 0 < flops['forward'] < flops['total']
+    assert saved['last_loss'] > 0
