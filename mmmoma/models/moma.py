@@ -547,7 +547,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
                 raise ValueError(
                     'MomaAlgorithm: teacher_cache needs the sample_idx of '
                     'every data sample (MMEngine datasets set it); got '
-                    f'{ids[:4]!r}...; set teacher_cache=None.')
+                    f'sample_idx values {ids[:4]!r}; set '
+                    'teacher_cache=None.')
             return None
         sample_ids = torch.tensor(ids, dtype=torch.int64)
         if device.type == 'cuda':  # a pinned copy does not wait for the GPU
