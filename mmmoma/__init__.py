@@ -4,7 +4,8 @@ from . import compat
 # First: the fixes must be in place before mmpretrain / mmseg are imported.
 compat.apply_all()
 
-from .datasets import FashionMNISTIdx  # noqa: E402
+from .datasets import (FashionMNISTIdx,  # noqa: E402
+                       FastRandomResizedCrop)
 from .engine import (EpochSeedHook,  # noqa: E402
                      LayerDecayOptimWrapperConstructor, NonFiniteLossHook)
 from .evaluation import KNNEvalHook, knn_evaluate  # noqa: E402
@@ -14,7 +15,7 @@ from .version import __version__  # noqa: E402
 
 __all__ = [
     '__version__', 'compat', 'EpochSeedHook', 'FashionMNISTIdx',
-    'KNNEvalHook', 'knn_evaluate', 'LayerDecayOptimWrapperConstructor',
-    'MomaAlgorithm', 'MomaNeck', 'MomaViT', 'NonFiniteLossHook',
-    'SmoothL1AlignHead'
+    'FastRandomResizedCrop', 'KNNEvalHook', 'knn_evaluate',
+    'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm', 'MomaNeck',
+    'MomaViT', 'NonFiniteLossHook', 'SmoothL1AlignHead'
 ]

@@ -12,7 +12,11 @@ JSON::
         --batch-size 256 --amp bf16 --peak-tflops 989 --out bench.json
 
 ``--data N`` also times N batches of the config's own train dataloader
-(images/s one process sustains; the dataset must be on disk).
+(with its ``num_workers``, in steady state: at least 2 per worker, after
+the batches the workers prefetch; the dataset must be on disk), and with
+``--data-in-loop`` as many training steps fed by it: the step with data loading
+in the loop. ``tools/analysis_tools/data_benchmark.py`` measures a pipeline
+on any folder of images, transform by transform.
 
 ``--fast`` measures the same config with the speed options of
 ``MomaAlgorithm`` and the optimiser (``FAST_CFG_OPTIONS``; with
@@ -38,12 +42,16 @@ except ModuleNotFoundError as err:  # a checkout that is not installed
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmmoma.datasets.loader_timing import time_loader
 from mmmoma.models.checkpoint import is_pretrained_cfg
 
+IMAGENET1K_TRAIN = 1281167
 AMP_DTYPES = {'none': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # --fast: MomaAlgorithm's speed options (see its docstring) and a fused
 # AdamW; configs/moma/benchmarks/moma_vit-b_moco-mae_fast-100e.py sets the
@@ -54,8 +62,6 @@ FAST_CFG_OPTIONS = {
     'optim_wrapper.optimizer.fused': True,
     'env_cfg.cudnn_benchmark': True,
 }
-# Top-level children of a MomaAlgorithm, in the order they are reported.
-PARTS = ('teachers', 'backbone', 'necks', 'heads')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(H100/H200 SXM bf16: 989)')
     parser.add_argument('--data', type=int, default=0, metavar='N',
                         help='also time N batches of the train dataloader')
+    parser.add_argument('--data-in-loop', action='store_true',
+                        help='with --data N, also time N training steps '
+                        'fed by the train dataloader')
     parser.add_argument('--keep-weights', action='store_true',
                         help='load Pretrained init_cfgs (default: random)')
     parser.add_argument('--fast', action='store_true',
@@ -88,16 +97,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='also profile N steps and report the ops that '
                         'take the most time')
+    parser.add_argument('--epoch-images', type=int,
+                        default=IMAGENET1K_TRAIN,
+                        help='images per epoch, for the cost of the '
+                        'config\'s whole run (default %(default)s: '
+                        'ImageNet-1k train)')
     parser.add_argument('--out', default=None, help='write the JSON here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     args = parser.parse_args(argv)
-    for name in ('batch_size', 'iters', 'peak_tflops'):
+    for name in ('batch_size', 'iters', 'peak_tflops', 'epoch_images'):
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f'--{name.replace("_", "-")}={value} must be > 0')
     if args.warmup < 0 or args.data < 0 or args.profile < 0:
         parser.error('--warmup, --data and --profile must be >= 0')
+    if args.data_in_loop and not args.data:
+        parser.error('--data-in-loop needs --data N (N > 0): the number of '
+                     'steps to time')
     return args
 
 
@@ -139,16 +156,33 @@ def build(cfg: Config, args: argparse.Namespace, device: torch.device):
     return model, optim_wrapper
 
 
-def synthetic_batch(model, batch_size: int, device) -> dict:
+def count_views(cfg: Config) -> int:
+    """Views per image of the train pipeline: 0 without ``MultiView`` (the
+    batch is one (B, 3, H, W) tensor), else how many it makes (a list)."""
+    dataset = cfg.get('train_dataloader', {}).get('dataset', {})
+    for transform in dataset.get('pipeline', []):
+        if str(transform.get('type', '')).split('.')[-1] == 'MultiView':
+            views = transform['num_views']
+            return sum(views) if isinstance(views, (list, tuple)) else views
+    return 0
+
+
+def synthetic_batch(model, batch_size: int, device, views: int = 0) -> dict:
     """Random uint8 images with sample indices 0..B-1, like a dataset's:
-    masks are keyed by them, and a ``teacher_cache`` hits from step 2."""
+    masks are keyed by them, and a ``teacher_cache`` hits from step 2.
+    ``views`` as :func:`count_views` gives (0: one tensor)."""
     from mmpretrain.structures import DataSample
     size = model.backbone.patch_embed.init_input_size
-    images = torch.randint(0, 256, (batch_size, 3, *size), dtype=torch.uint8)
+
+    def images():
+        return torch.randint(0, 256, (batch_size, 3, *size),
+                             dtype=torch.uint8).to(device)
+
     samples = [
         DataSample(metainfo=dict(sample_idx=i)) for i in range(batch_size)
     ]
-    return dict(inputs=[images.to(device)], data_samples=samples)
+    inputs = [images() for _ in range(views)] if views else images()
+    return dict(inputs=inputs, data_samples=samples)
 
 
 def _sync(device: torch.device) -> None:
@@ -161,25 +195,57 @@ def _eager():
     return torch.compiler.set_stance('force_eager')
 
 
+def _cpu_attention_formulas() -> dict:
+    """FLOP formulas of the CPU flash-attention ops, which torch's counter
+    lacks (it counts the CUDA ones): the same as for the CUDA kernels."""
+    aten = torch.ops.aten
+    if not hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
+        return {}
+
+    def forward(query_shape, key_shape, value_shape, *args, **kwargs):
+        return flop_counter.sdpa_flop_count(query_shape, key_shape,
+                                            value_shape)
+
+    def backward(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                 **kwargs):
+        return flop_counter.sdpa_backward_flop_count(
+            grad_out_shape, query_shape, key_shape, value_shape)
+
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
+
+
+def flop_counter_mode() -> FlopCounterMode:
+    """A silent counter that also counts attention on the CPU."""
+    return FlopCounterMode(
+        display=False, custom_mapping=_cpu_attention_formulas())
+
+
 def count_flops(model, optim_wrapper, data) -> Dict[str, float]:
     """FLOPs of one training step, and the forward split between parts.
 
-    ``total`` counts forward + backward. The per-part numbers count the
-    forward pass only: FlopCounterMode attributes backward FLOPs to
-    whichever module is current, which is not reliable per part.
+    ``total`` counts forward + backward. The per-part numbers (one per
+    child module of the model) count the forward pass only:
+    FlopCounterMode attributes backward FLOPs to whichever module is
+    current, which is not reliable per part.
     """
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter_mode()
     with counter, _eager():
         model.train_step(data, optim_wrapper)
     split = {'total': float(counter.get_total_flops())}
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter_mode()
     with counter, _eager(), torch.no_grad():
         batch = model.data_preprocessor(data, True)
         model(**batch, mode='loss')
     counts = counter.get_flop_counts()
     split['forward'] = float(counter.get_total_flops())
     root = type(model).__name__
-    for part in PARTS:
+    # The model's children: teachers, backbone, necks, heads for MOMA;
+    # backbone, neck, head (and momentum_encoder) for MMPretrain's.
+    parts = [n for n, _ in model.named_children() if n != 'data_preprocessor']
+    for part in parts:
         # The student and ViT teachers run block by block (no call of the
         # backbone itself): sum the outermost modules seen under the part.
         keys = [k for k in counts if k.startswith(f'{root}.{part}.')]
@@ -255,21 +321,49 @@ def profile_steps(model, optim_wrapper, data, steps: int, device,
     } for e in events]
 
 
-def time_dataloader(cfg: Config, batches: int) -> float:
-    """Images per second the config's train dataloader gives one process."""
+def build_loader(cfg: Config, batch_size: int):
+    """The config's train dataloader, with ``batch_size`` images a batch."""
     from mmengine.runner import Runner
+    loader_cfg = dict(cfg.train_dataloader, batch_size=batch_size)
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmpretrain')):
-        loader = Runner.build_dataloader(cfg.train_dataloader)
-    it = iter(loader)
-    next(it)  # worker start-up is not throughput
-    start, seen = time.perf_counter(), 0
-    for _ in range(batches):
-        batch = next(it)
-        inputs = batch['inputs']
-        seen += len(inputs[0] if isinstance(inputs[0], (list, tuple))
-                    else inputs)
-    return seen / (time.perf_counter() - start)
+        return Runner.build_dataloader(loader_cfg)
+
+
+def time_dataloader(cfg: Config, batch_size: int, batches: int) -> dict:
+    """Images per second the config's train dataloader gives, in steady
+    state (:func:`~mmmoma.datasets.loader_timing.time_loader`)."""
+    return time_loader(
+        build_loader(cfg, batch_size), cfg.train_dataloader.get(
+            'num_workers', 0), batches)
+
+
+def time_steps_with_data(model, optim_wrapper, cfg: Config, batch_size: int,
+                         batches: int, device) -> dict:
+    """Images per second of training steps fed by the train dataloader."""
+    return time_loader(
+        build_loader(cfg, batch_size),
+        cfg.train_dataloader.get('num_workers', 0),
+        batches,
+        step=lambda batch: model.train_step(batch, optim_wrapper),
+        sync=lambda: _sync(device))
+
+
+def run_cost(cfg: Config, gflop_per_image: float, images_per_s: float,
+             epoch_images: int) -> Optional[dict]:
+    """Compute and device time of the config's whole schedule, at the
+    counted FLOPs and the measured throughput of this step."""
+    train_cfg = cfg.get('train_cfg') or {}
+    epochs = train_cfg.get('max_epochs')
+    if not isinstance(epochs, int):
+        return None  # an iteration-based schedule
+    images = epochs * epoch_images
+    return {
+        'epochs': epochs,
+        'epoch_images': epoch_images,
+        'exaflop': gflop_per_image * images / 1e9,
+        'device_hours': images / images_per_s / 3600,
+    }
 
 
 def peak_memory(device: torch.device) -> Dict[str, float]:
@@ -300,7 +394,13 @@ def main(argv=None) -> dict:
     torch.backends.cudnn.benchmark = bool(
         cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     model, optim_wrapper = build(cfg, args, device)
-    data = synthetic_batch(model, batch_size, device)
+    # What the Runner's train loop records: MMPretrain's momentum encoders
+    # (MoCo v3, BYOL) read their schedule position from it.
+    hub = MessageHub.get_current_instance()
+    for key, value in (('iter', 0), ('max_iters', 1000), ('epoch', 0),
+                       ('max_epochs', 1)):
+        hub.update_info(key, value)
+    data = synthetic_batch(model, batch_size, device, count_views(cfg))
     if getattr(model, 'cache_cfg', None):
         # Fill the teacher cache: every count and timing below is of the
         # cached step, which runs no teacher.
@@ -334,6 +434,8 @@ def main(argv=None) -> dict:
         'num_teachers': len(getattr(model, 'teachers', ())),
         **peak_memory(device),
     }
+    result['run'] = run_cost(cfg, result['gflop_per_image']['total'],
+                             result['images_per_s'], args.epoch_images)
     achieved = flops['total'] / step / 1e12
     result['achieved_tflops'] = achieved
     if args.peak_tflops:
@@ -343,7 +445,15 @@ def main(argv=None) -> dict:
         result['profile'] = profile_steps(model, optim_wrapper, data,
                                           args.profile, device)
     if args.data:
-        result['dataloader_images_per_s'] = time_dataloader(cfg, args.data)
+        loader = time_dataloader(cfg, batch_size, args.data)
+        result['dataloader_workers'] = cfg.train_dataloader.get(
+            'num_workers', 0)
+        result['dataloader_images_per_s'] = loader['images_per_s']
+        result['dataloader_batches'] = loader['timed_batches']
+    if args.data_in_loop:
+        result['data_in_loop_images_per_s'] = time_steps_with_data(
+            model, optim_wrapper, cfg, batch_size, args.data,
+            device)['images_per_s']
     print(render(result))
     if args.out:
         with open(args.out, 'w') as f:
@@ -384,6 +494,12 @@ def render(result: dict) -> str:
                      f'{result["peak_tflops"]} TFLOP/s'))
     for part, value in result['gflop_per_image'].items():
         rows.append((f'GFLOP/image {part}', f'{value:.3f}'))
+    run = result.get('run')
+    if run:
+        rows.append(('whole run', f'{run["epochs"]} epochs x '
+                     f'{run["epoch_images"]} images: {run["exaflop"]:.2f} '
+                     f'EFLOP, {run["device_hours"]:.1f} device-hours at '
+                     'this throughput'))
     if result['teacher_forward_ms'] is not None:
         share = result['teacher_forward_ms'] / result['step_ms']
         rows.append(('teachers (forward)',
@@ -393,8 +509,11 @@ def render(result: dict) -> str:
         if key in result:
             rows.append((key.replace('_', ' '), f'{result[key]:.2f}'))
     if 'dataloader_images_per_s' in result:
-        rows.append(('dataloader (1 process)',
+        rows.append((f'dataloader ({result["dataloader_workers"]} workers)',
                      f'{result["dataloader_images_per_s"]:.1f} images/s'))
+    if 'data_in_loop_images_per_s' in result:
+        rows.append(('step with data in the loop',
+                     f'{result["data_in_loop_images_per_s"]:.1f} images/s'))
     for row in result.get('profile', [])[:10]:
         rows.append((f'profile {row["op"][:40]}',
                      f'{row["self_ms_per_step"]:.2f} ms/step, '

@@ -1,4 +1,5 @@
-"""Registered datasets (MMPretrain's DATASETS registry)."""
+"""Registered datasets and transforms (MMPretrain's registries)."""
 from .fashion_mnist import FashionMNISTIdx
+from .fast_random_resized_crop import FastRandomResizedCrop
 
-__all__ = ['FashionMNISTIdx']
+__all__ = ['FashionMNISTIdx', 'FastRandomResizedCrop']

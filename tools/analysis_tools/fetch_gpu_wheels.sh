@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Download the pure-Python OpenMMLab wheels that a CUDA box with Python 3.12
-# and torch preinstalled (but no network) needs to import mmmoma:
+# and torch preinstalled (but no network) needs to import mmmoma, and 20
+# real ImageNet JPEGs (from foolbox's wheel) into DEST/images for the data
+# measurements of gpu_benchmark.py --images:
 #   bash tools/analysis_tools/fetch_gpu_wheels.sh .whl
 # There, before running anything of this repository:
 #   python3 -m pip install -q --no-index --no-deps --no-compile \
@@ -24,4 +26,19 @@ done
     modelindex model-index ordered-set importlib-metadata lazy-importer \
     prettytable ftfy wcwidth \
     "setuptools<81"
-ls "$dest"
+# The images only: foolbox itself is installed nowhere.
+"${PYTHON:-python3}" -m pip download -q --no-deps -d "$dest/foolbox" \
+    foolbox==3.3.4
+"${PYTHON:-python3}" - "$dest" <<'PY'
+import glob, os, sys, zipfile
+dest = sys.argv[1]
+os.makedirs(os.path.join(dest, 'images'), exist_ok=True)
+with zipfile.ZipFile(glob.glob(os.path.join(dest, 'foolbox', '*.whl'))[0]) as z:
+    for name in z.namelist():
+        if name.startswith('foolbox/data/imagenet_') and name.endswith('.jpg'):
+            with open(os.path.join(dest, 'images', os.path.basename(name)),
+                      'wb') as f:
+                f.write(z.read(name))
+PY
+rm -r "$dest/foolbox"
+ls "$dest" "$dest/images"

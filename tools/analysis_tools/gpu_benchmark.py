@@ -6,8 +6,13 @@ training steps with ``tools/benchmark.py`` (random teachers, synthetic
 images, bf16 autocast), one process per measurement so that an
 out-of-memory or a compiler failure stays in it: the 2-teacher ViT-B config
 naive, ``--fast`` and ``--fast --compile`` at batch 256 and 512, then the
-single-teacher and ViT-S / ViT-T configs naive and ``--fast`` at 256.
-Measurements that would not finish within ``--budget-s`` are skipped. Prints
+single-teacher and ViT-S / ViT-T configs naive and ``--fast`` at 256, and
+MMPretrain's MAE ViT-B step (for the cost of its 1600 epochs on the same
+GPU). With ``--images DIR`` (JPEGs; ``fetch_gpu_wheels.sh`` puts ImageNet
+samples in ``.whl/images``) also the MOMA ImageNet pipeline with 1 to 14
+dataloader workers (``data_benchmark.py``) and the fast step with that
+dataloader in the loop. Measurements that would not finish within
+``--budget-s`` are skipped. Prints
 a table last and writes ``gpu_benchmark.json`` (every result) and
 ``gpu_benchmark.log`` (every command's output) into ``--out-dir`` (default:
 ``$OUT``). On a CUDA box without network, with the wheels that
@@ -16,7 +21,7 @@ a table last and writes ``gpu_benchmark.json`` (every result) and
     python3 -m pip install -q --no-index --no-deps --no-compile \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
     PYTHONUNBUFFERED=1 python3 tools/analysis_tools/gpu_benchmark.py \
-        --out-dir results
+        --out-dir results --images .whl/images
 
 At most ``--budget-s`` (420) seconds plus start-up on an H100. ``--tiny``
 runs a short plan on the CPU with the tiny test config, to check this
@@ -29,6 +34,7 @@ import io
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,19 +43,28 @@ from typing import Callable, Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCHMARK = osp.join(ROOT, 'tools', 'benchmark.py')
+DATA_BENCHMARK = osp.join(ROOT, 'tools', 'analysis_tools',
+                          'data_benchmark.py')
 TINY = osp.join(ROOT, 'tests', 'data', 'configs', 'moma_tiny_cpu.py')
 VIT_B = 'configs/moma/moma_vit-b_moco-mae_100e.py'
+# MMPretrain's MAE recipe, found the way ``mmpretrain::`` bases are.
+MAE_1600E = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 # Dense bf16 peak of the SXM parts, for MFU.
 PEAK_TFLOPS = {'H100': 989.0, 'H200': 989.0}
 
 
-def gpu_plan() -> List[dict]:
-    """Measurements in priority order; ``est_s`` is a generous guess."""
+def gpu_plan(images: Optional[str] = None) -> List[dict]:
+    """Measurements in priority order; ``est_s`` is a generous guess.
+
+    ``tool`` is ``'benchmark'`` (``tools/benchmark.py``) or ``'data'``
+    (``data_benchmark.py`` on ``images``); ``data_root`` asks for the step
+    with the dataloader in the loop, on an ImageNet layout of ``images``.
+    """
     def item(name, config, batch, flags=(), iters=20, warmup=5, est_s=40,
-             profile=0, if_failed=None):
+             profile=0, if_failed=None, tool='benchmark', data_root=None):
         return dict(name=name, config=config, batch=batch, flags=list(flags),
                     iters=iters, warmup=warmup, est_s=est_s, profile=profile,
-                    if_failed=if_failed)
+                    if_failed=if_failed, tool=tool, data_root=data_root)
 
     plan = [
         item('vit-b 2t naive', VIT_B, 256, profile=3),
@@ -66,9 +81,17 @@ def gpu_plan() -> List[dict]:
             '--fast', '--cfg-options',
             'model.compile.parts=[backbone,necks,heads]'
         ], est_s=150, if_failed='vit-b 2t fast+compile-noinf'),
+        item('mae vit-b (mmpretrain)', MAE_1600E, 256, est_s=40),
         item('vit-b 2t naive', VIT_B, 512, est_s=50),
         item('vit-b 2t fast', VIT_B, 512, ['--fast'], est_s=50),
     ]
+    if images:
+        plan += [
+            item('data pipeline', VIT_B, 256, iters=4, est_s=60,
+                 tool='data'),
+            item('vit-b 2t fast + data', VIT_B, 256, ['--fast'], iters=5,
+                 warmup=2, est_s=90, data_root='imagenet'),
+        ]
     for name, config in (
             ('moco-to-mae', 'configs/moma/moma_vit-b_moco-to-mae_100e.py'),
             ('mae-to-moco', 'configs/moma/moma_vit-b_mae-to-moco_100e.py'),
@@ -82,18 +105,63 @@ def gpu_plan() -> List[dict]:
     return plan
 
 
-def tiny_plan() -> List[dict]:
-    common = dict(config=TINY, batch=4, iters=2, warmup=1, est_s=5)
-    return [
+def tiny_plan(images: Optional[str] = None) -> List[dict]:
+    common = dict(config=TINY, batch=4, iters=2, warmup=1, est_s=5,
+                  if_failed=None, tool='benchmark', data_root=None)
+    plan = [
         dict(common, name='tiny naive', flags=[], profile=0),
         dict(common, name='tiny fast', flags=['--fast'], profile=1),
     ]
+    if images:  # the tiny config reads a flat folder (CustomDataset)
+        plan += [
+            dict(common, name='data pipeline', flags=[], profile=0,
+                 tool='data'),
+            dict(common, name='tiny fast + data', flags=['--fast'],
+                 profile=0, data_root='folder'),
+        ]
+    return plan
+
+
+def config_path(config: str) -> str:
+    """A repository config, or an ``mmpretrain::`` one, as a file path."""
+    if config.startswith('mmpretrain::'):
+        from mmengine.utils import get_installed_path
+        return osp.join(
+            get_installed_path('mmpretrain'), '.mim', 'configs',
+            config[len('mmpretrain::'):])
+    return osp.join(ROOT, config)
+
+
+def imagenet_layout(images: str, dest: str, entries: int) -> str:
+    """An ImageNet-1k-style ``data_root`` (``train/`` and
+    ``meta/train.txt``) of ``entries`` samples cycling over the images."""
+    files = sorted(f for f in os.listdir(images)
+                   if f.lower().endswith(('.jpg', '.jpeg', '.png')))
+    if not files:
+        raise SystemExit(f'--images={images!r} holds no .jpg/.png file.')
+    os.makedirs(osp.join(dest, 'train'), exist_ok=True)
+    os.makedirs(osp.join(dest, 'meta'), exist_ok=True)
+    for name in files:
+        shutil.copy(osp.join(images, name), osp.join(dest, 'train', name))
+    with open(osp.join(dest, 'meta', 'train.txt'), 'w') as f:
+        for i in range(entries):
+            f.write(f'{files[i % len(files)]} 0\n')
+    return dest
 
 
 def benchmark_argv(item: dict, args: argparse.Namespace,
                    out: str) -> List[str]:
+    """The command line (script first) that measures ``item``."""
+    config = config_path(item['config'])
+    if item['tool'] == 'data':
+        return [
+            DATA_BENCHMARK, config, '--images', args.images, '--workers',
+            *[str(w) for w in args.data_workers], '--batch-size',
+            str(item['batch']), '--batches',
+            str(item['iters']), '--out', out
+        ]
     argv = [
-        osp.join(ROOT, item['config']), '--batch-size',
+        BENCHMARK, config, '--batch-size',
         str(item['batch']), '--iters',
         str(item['iters']), '--warmup',
         str(item['warmup']), '--amp', args.amp, '--out', out
@@ -104,11 +172,25 @@ def benchmark_argv(item: dict, args: argparse.Namespace,
         argv += ['--device', args.device]
     if item['profile']:
         argv += ['--profile', str(item['profile'])]
+    if item['data_root']:
+        # Enough batches for loader_timing's warm and timed ones, twice
+        # (the loader alone, then feeding the step).
+        batches = 4 * args.data_workers[-1] + item['iters'] + 2
+        root = args.images if item['data_root'] == 'folder' else \
+            imagenet_layout(args.images, osp.join(args.work_dir, 'in1k'),
+                            item['batch'] * batches)
+        argv += [
+            '--data',
+            str(item['iters']), '--data-in-loop', '--cfg-options',
+            f'train_dataloader.dataset.data_root={root}',
+            f'train_dataloader.num_workers={args.data_workers[-1]}'
+        ]
     return argv
 
 
 def run_in_subprocess(argv: List[str], timeout: float) -> str:
-    proc = subprocess.run([sys.executable, BENCHMARK] + argv,
+    """Run ``argv`` (a tool script, then its arguments) in a new process."""
+    proc = subprocess.run([sys.executable] + argv,
                           cwd=ROOT,
                           stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT,
@@ -120,15 +202,16 @@ def run_in_subprocess(argv: List[str], timeout: float) -> str:
 
 
 def run_in_process(argv: List[str], timeout: float) -> str:
-    """Run tools/benchmark.py in this process (tests; no timeout)."""
+    """Run a tool script's ``main`` in this process (tests; no timeout)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location('mmmoma_benchmark_tool',
-                                                  BENCHMARK)
+    script = argv[0]
+    spec = importlib.util.spec_from_file_location(
+        'mmmoma_' + osp.splitext(osp.basename(script))[0], script)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        tool.main(argv)
+        tool.main(argv[1:])
     return buf.getvalue()
 
 
@@ -227,7 +310,7 @@ def run_plan(plan: List[dict], args: argparse.Namespace,
             continue
         out = osp.join(args.work_dir, f'run{i:02d}.json')
         argv = benchmark_argv(item, args, out)
-        log.write(f'\n$ benchmark.py {" ".join(argv)}\n')
+        log.write(f'\n$ {" ".join(argv)}\n')
         log.flush()
         t0 = time.perf_counter()
         try:
@@ -253,9 +336,10 @@ def run_plan(plan: List[dict], args: argparse.Namespace,
 def table(rows: List[dict]) -> str:
     naive: Dict[tuple, float] = {}
     for row in rows:
-        if row['status'] == 'ok' and '--fast' not in row['flags']:
-            naive[(row['config'], row['batch'])] = \
-                row['result']['images_per_s']
+        if row['status'] == 'ok' and '--fast' not in row['flags'] and \
+                'images_per_s' in row['result']:
+            naive.setdefault((row['config'], row['batch']),
+                             row['result']['images_per_s'])
     lines = [
         f'{"run":<24}{"batch":>6}{"img/s":>9}{"x naive":>9}{"MFU":>7}'
         f'{"step ms":>9}{"teach ms":>9}{"t img/s":>9}{"GiB":>7}{"loss":>9}'
@@ -267,6 +351,14 @@ def table(rows: List[dict]) -> str:
             lines.append(f'{row["name"]:<24}{row["batch"]:>6}'
                          f'{"":>68}  {row["status"]}')
             continue
+        if 'images_per_s_one_thread' in res:  # data_benchmark.py
+            loaders = ', '.join(f'{r["workers"]} workers '
+                                f'{r["images_per_s"]:.0f}'
+                                for r in res['loader'])
+            lines.append(f'{row["name"]:<24}{row["batch"]:>6}  pipeline '
+                         f'images/s: 1 thread '
+                         f'{res["images_per_s_one_thread"]:.0f}, {loaders}')
+            continue
         base = naive.get((row['config'], row['batch']))
         speedup = f'{res["images_per_s"] / base:.2f}' if base else '-'
         mfu = f'{100 * res["mfu"]:.1f}%' if 'mfu' in res else '-'
@@ -275,12 +367,16 @@ def table(rows: List[dict]) -> str:
         # Images/s of one teacher's forward alone (the teachers run in turn).
         per_teacher = res['batch_size'] * res.get('num_teachers', 1) / teach \
             * 1e3 if teach else 0.0
+        status = 'ok'
+        if 'data_in_loop_images_per_s' in res:
+            status += (f', with data {res["data_in_loop_images_per_s"]:.0f}'
+                       ' img/s')
         lines.append(
             f'{row["name"]:<24}{row["batch"]:>6}'
             f'{res["images_per_s"]:>9.0f}{speedup:>9}{mfu:>7}'
             f'{res["step_ms"]:>9.1f}{teach:>9.1f}{per_teacher:>9.0f}'
             f'{mem:>7.1f}'
-            f'{res["last_loss"]:>9.4f}  ok')
+            f'{res["last_loss"]:>9.4f}  {status}')
     return '\n'.join(lines)
 
 
@@ -293,6 +389,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(default 420 s)')
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='for MFU (default: 989 on an H100 / H200)')
+    parser.add_argument('--images', default=None,
+                        help='a folder of JPEGs: also measure the ImageNet '
+                        'pipeline and the step with data in the loop')
+    parser.add_argument('--data-workers', type=int, nargs='+',
+                        default=[1, 8, 14],
+                        help='dataloader workers to measure; the last feeds '
+                        'the step (default: 1 8 14, for a 16-core box)')
     parser.add_argument('--tiny', action='store_true',
                         help='a short CPU plan with the tiny test config')
     parser.add_argument('--in-process', action='store_true',
@@ -354,7 +457,8 @@ def main(argv=None) -> dict:
                   f'({time.perf_counter() - t0:.0f} s)', flush=True)
             args.budget_s -= time.perf_counter() - t0
         runner = run_in_process if args.in_process else run_in_subprocess
-        plan = tiny_plan() if args.tiny else gpu_plan()
+        plan = tiny_plan(args.images) if args.tiny else gpu_plan(
+            args.images)
         summary['runs'] = run_plan(plan, args, runner, log)
     summary['table'] = table(summary['runs'])
     with open(osp.join(args.out_dir, 'gpu_benchmark.json'), 'w') as f:
