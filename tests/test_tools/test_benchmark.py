@@ -289,3 +289,25 @@ def test_benchmark_times_the_dataloader_and_the_step_with_data(
             str(ROOT / 'tests/data/configs/moma_tiny_cpu.py'),
             '--data-in-loop'
         ])
+
+
+def test_every_gpu_plan_item_parses_and_its_config_loads(tmp_path,
+                                                         image_folder):
+    """The GPU run has one shot: each command line must be valid."""
+    from mmengine import Config
+    script = _load_gpu_script()
+    tools = {script.BENCHMARK: _load_tool()}
+    spec = importlib.util.spec_from_file_location('mmmoma_data_tool',
+                                                  script.DATA_BENCHMARK)
+    tools[script.DATA_BENCHMARK] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools[script.DATA_BENCHMARK])
+    args = script.parse_args(
+        ['--out-dir', str(tmp_path), '--images', str(image_folder)])
+    args.amp, args.peak_tflops = 'bf16', 989.0  # as on the GPU
+    for item in script.gpu_plan(args.images):
+        argv = script.benchmark_argv(item, args, str(tmp_path / 'o.json'))
+        parsed = tools[argv[0]].parse_args(argv[1:])
+        cfg = Config.fromfile(parsed.config)
+        if parsed.cfg_options:
+            cfg.merge_from_dict(parsed.cfg_options)
+        assert cfg.model.type in ('MomaAlgorithm', 'MAE'), item['name']

@@ -34,7 +34,11 @@ train_dataloader = dict(
         with_label=False,
         pipeline=[
             dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.0)),
+            # the real config's transform, so that runs exercise it
+            dict(
+                type='FastRandomResizedCrop',
+                scale=32,
+                crop_ratio_range=(0.5, 1.0)),
             dict(type='RandomFlip', prob=0.5),
             dict(type='PackInputs')
         ]))
