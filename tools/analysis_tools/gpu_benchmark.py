@@ -82,8 +82,6 @@ def gpu_plan(images: Optional[str] = None) -> List[dict]:
             'model.compile.parts=[backbone,necks,heads]'
         ], est_s=150, if_failed='vit-b 2t fast+compile-noinf'),
         item('mae vit-b (mmpretrain)', MAE_1600E, 256, est_s=40),
-        item('vit-b 2t naive', VIT_B, 512, est_s=50),
-        item('vit-b 2t fast', VIT_B, 512, ['--fast'], est_s=50),
     ]
     if images:
         plan += [
@@ -92,6 +90,10 @@ def gpu_plan(images: Optional[str] = None) -> List[dict]:
             item('vit-b 2t fast + data', VIT_B, 256, ['--fast'], iters=5,
                  warmup=2, est_s=90, data_root='imagenet'),
         ]
+    plan += [
+        item('vit-b 2t naive', VIT_B, 512, est_s=50),
+        item('vit-b 2t fast', VIT_B, 512, ['--fast'], est_s=50),
+    ]
     for name, config in (
             ('moco-to-mae', 'configs/moma/moma_vit-b_moco-to-mae_100e.py'),
             ('mae-to-moco', 'configs/moma/moma_vit-b_mae-to-moco_100e.py'),
