@@ -49,6 +49,9 @@ TINY = osp.join(ROOT, 'tests', 'data', 'configs', 'moma_tiny_cpu.py')
 VIT_B = 'configs/moma/moma_vit-b_moco-mae_100e.py'
 # MMPretrain's MAE recipe, found the way ``mmpretrain::`` bases are.
 MAE_1600E = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
+# mmmoma from this checkout, installed or not (imported only where needed:
+# this process stays light, the measurements run in subprocesses).
+sys.path.insert(0, ROOT)
 # Dense bf16 peak of the SXM parts, for MFU.
 PEAK_TFLOPS = {'H100': 989.0, 'H200': 989.0}
 
@@ -175,9 +178,11 @@ def benchmark_argv(item: dict, args: argparse.Namespace,
     if item['profile']:
         argv += ['--profile', str(item['profile'])]
     if item['data_root']:
-        # Enough batches for loader_timing's warm and timed ones, twice
-        # (the loader alone, then feeding the step).
-        batches = 4 * args.data_workers[-1] + item['iters'] + 2
+        from mmmoma.datasets.loader_timing import loader_batches
+
+        # One epoch holds the warm and timed batches of each loader that
+        # benchmark.py builds (the loader alone, then feeding the step).
+        batches = sum(loader_batches(args.data_workers[-1], item['iters']))
         root = args.images if item['data_root'] == 'folder' else \
             imagenet_layout(args.images, osp.join(args.work_dir, 'in1k'),
                             item['batch'] * batches)
@@ -220,7 +225,6 @@ def run_in_process(argv: List[str], timeout: float) -> str:
 def check_equivalence(config: str, device_name: Optional[str],
                       amp: str) -> dict:
     """Naive vs fast losses and targets on the same weights and masks."""
-    sys.path.insert(0, ROOT)
     import mmmoma  # noqa: F401
     import torch
     from mmengine.config import Config
