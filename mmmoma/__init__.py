@@ -6,16 +6,16 @@ compat.apply_all()
 
 from .datasets import (FashionMNISTIdx,  # noqa: E402
                        FastRandomResizedCrop)
-from .engine import (EpochSeedHook,  # noqa: E402
+from .engine import (EpochSeedHook, KNNEvalHook,  # noqa: E402
                      LayerDecayOptimWrapperConstructor, NonFiniteLossHook)
-from .evaluation import KNNEvalHook, knn_evaluate  # noqa: E402
-from .models import (MomaAlgorithm, MomaNeck, MomaViT,  # noqa: E402
-                     SmoothL1AlignHead)
+from .evaluation import knn_evaluate  # noqa: E402
+from .models import (FrozenTeachers, MomaAlgorithm, MomaNeck,  # noqa: E402
+                     MomaViT, SmoothL1AlignHead, TeacherCache)
 from .version import __version__  # noqa: E402
 
 __all__ = [
     '__version__', 'compat', 'EpochSeedHook', 'FashionMNISTIdx',
-    'FastRandomResizedCrop', 'KNNEvalHook', 'knn_evaluate',
+    'FastRandomResizedCrop', 'FrozenTeachers', 'KNNEvalHook', 'knn_evaluate',
     'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm', 'MomaNeck',
-    'MomaViT', 'NonFiniteLossHook', 'SmoothL1AlignHead'
+    'MomaViT', 'NonFiniteLossHook', 'SmoothL1AlignHead', 'TeacherCache'
 ]

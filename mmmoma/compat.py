@@ -3,8 +3,9 @@
 ``import mmmoma`` calls :func:`apply_all` before anything imports mmpretrain
 or mmseg. Every fix first checks whether the thing it works around is
 actually broken here, and does nothing when the real component is present,
-so the same code runs unchanged on a full CUDA install. The incompatibilities
-and their fixes are listed in ``shared/STACK.md``:
+so the same code runs unchanged on a full CUDA install. The
+incompatibilities, seen with torch 2.13, numpy 2.4, mmcv-lite 2.1,
+mmpretrain 1.2 and mmsegmentation 1.2, and their fixes:
 
 - ``mmcv._ext``: mmcv-lite ships no compiled ops, but mmseg imports
   ``mmcv.ops`` at module level. A stand-in module lets the import succeed and
@@ -24,7 +25,6 @@ and their fixes are listed in ``shared/STACK.md``:
 - ``mmmoma::`` config prefix: MMEngine resolves ``package::path`` only for
   the packages in its own table, and would tag every base loaded that way
   with ``_scope_='mmmoma'``, a registry scope that does not exist.
-- CPU distributed launch: see :func:`setup_cpu_distributed`.
 """
 import contextlib
 import contextvars
@@ -33,12 +33,13 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-import tempfile
 import types
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
+from .fileio import atomic_write
 
 #: Names of the fixes that :func:`apply_all` found necessary and applied.
 APPLIED: list = []
@@ -179,41 +180,10 @@ def fix_runner_checkpoints() -> bool:
 
 
 # ------------------------------------------------------- atomic checkpoints
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = 'wb', **kwargs) -> Iterator:
-    """Open ``path`` for writing; it appears complete or not at all.
-
-    The data go to a temporary file in the same folder, which is flushed,
-    fsynced and renamed over ``path`` (``os.replace`` is atomic on POSIX)
-    only after the whole write succeeded. A process killed mid-write leaves
-    the previous ``path`` untouched and a stray ``.tmp`` file beside it.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _open_writes_atomically(file, mode: str = 'r', *args, **kwargs):
     """``open`` whose plain truncating writes go through atomic_write."""
-    if isinstance(file, (str, os.PathLike)) and 'w' in mode \
-            and '+' not in mode and not args:
+    if (isinstance(file, (str, os.PathLike)) and 'w' in mode
+            and '+' not in mode and not args):
         return atomic_write(os.fspath(file), mode, **kwargs)
     return open(file, mode, *args, **kwargs)
 
@@ -355,63 +325,6 @@ def fix_config_prefix() -> bool:
 
     _get_cfg_path.__mmmoma_patched__ = True
     Config._get_cfg_path = staticmethod(_get_cfg_path)
-    return True
-
-
-# ------------------------------------------------------- CPU distributed
-def _replace_sync_bn(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'type' and value in ('SyncBN', 'MMSyncBN'):
-                node[key] = 'BN'
-            else:
-                _replace_sync_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            _replace_sync_bn(item)
-
-
-def setup_cpu_distributed(cfg, launcher: str) -> bool:
-    """Prepare a config for a multi-process launch on a machine with no GPU.
-
-    MMEngine initialises NCCL and calls the CUDA-only ``set_device`` unless a
-    process group already exists, wraps the model with
-    ``device_ids=[LOCAL_RANK]`` (invalid for a CPU module), and SyncBN has no
-    CPU kernel. With a GPU present, or with ``launcher='none'``, this does
-    nothing.
-
-    Args:
-        cfg (Config): The full config; edited in place.
-        launcher (str): The job launcher (``none``, ``pytorch``, ``slurm``,
-            ``mpi``).
-
-    Returns:
-        bool: Whether the config was changed for CPU.
-    """
-    if launcher == 'none' or torch.cuda.is_available():
-        return False
-    import torch.distributed as dist
-    from mmengine.dist import init_dist
-    cfg.setdefault('env_cfg', {})
-    dist_cfg = dict(cfg.env_cfg.get('dist_cfg', {}))
-    dist_cfg['backend'] = 'gloo'
-    cfg.env_cfg['dist_cfg'] = dist_cfg
-    if not dist.is_initialized():
-        if launcher == 'pytorch':
-            # MMEngine's own init calls torch.cuda.set_device first.
-            init_kwargs = {k: v for k, v in dist_cfg.items() if k != 'timeout'}
-            dist.init_process_group(**init_kwargs)
-        else:
-            init_dist(launcher, **dist_cfg)
-    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
-    wrapper.setdefault('type', 'MMDistributedDataParallel')
-    wrapper['device_ids'] = None
-    wrapper.setdefault('broadcast_buffers', False)
-    wrapper.setdefault('find_unused_parameters',
-                       cfg.get('find_unused_parameters', False))
-    cfg.model_wrapper_cfg = wrapper
-    _replace_sync_bn(cfg.model)
-    cfg.sync_bn = None
     return True
 
 

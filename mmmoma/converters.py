@@ -1,19 +1,22 @@
 """Convert official MAE and MoCo v3 ViT checkpoints to MMPretrain weights.
 
-The source layouts and the timm -> MMPretrain key mapping follow the official
-checkpoint layouts recorded in ``shared/STACK.md``. Both formats load into
+Official MAE files keep timm-named weights under ``model``; official MoCo
+v3 files keep them under ``state_dict``, prefixed
+``module.base_encoder.``, beside the momentum encoder and the predictor.
+The timm -> MMPretrain renames are :data:`_RENAMES`. Both formats load into
 ``mmpretrain.VisionTransformer``: MMPretrain's ``MoCoV3ViT`` differs from it
 only in initialisation and freezing, and gives the same features.
 """
 import os
 import pickle
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Union
 
 import torch
 from mmpretrain.models import VisionTransformer
+
+from .fileio import atomic_save
 
 FORMATS = ('mae', 'mocov3')
 
@@ -216,14 +219,4 @@ def save_mmpretrain(state_dict: Dict[str, torch.Tensor], path: str,
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f'DST {path!r}: no directory {directory!r}.')
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save({'state_dict': add_prefix(state_dict), 'meta': meta}, f)
-        umask = os.umask(0)  # mkstemp makes files 0600; use the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_save({'state_dict': add_prefix(state_dict), 'meta': meta}, path)

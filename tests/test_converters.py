@@ -7,7 +7,6 @@ timm's features.
 """
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ import torch.nn as nn
 
 import mmmoma  # noqa: F401  (must precede mmpretrain)
 from mmmoma import converters
+from mmmoma.apis import official_to_mmpretrain
 from mmengine.runner import load_checkpoint
 from mmpretrain.models import MoCoV3ViT, VisionTransformer
 from timm.models.vision_transformer import VisionTransformer as TimmViT
@@ -97,13 +97,6 @@ def _assert_same_features(vit, backbone):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
-def _cli():
-    spec = importlib.util.spec_from_file_location('converter_cli', CLI)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_mae_reproduces_timm_features(tmp_path):
     vit = _timm_vit()
     extra = {'mask_token': torch.zeros(1, 1, 64),
@@ -149,8 +142,9 @@ def test_cli_output_loads_in_mmpretrain(tmp_path):
     # deit-s is 384-d: the strict load must refuse, name a mis-shaped key and
     # leave no file behind.
     with pytest.raises(SystemExit) as err:
-        _cli().main(['--format', 'mocov3', '--arch', 'deit-s', '--img-size',
-                     '32', '--patch-size', '8', src, dst])
+        official_to_mmpretrain.main([
+            '--format', 'mocov3', '--arch', 'deit-s', '--img-size', '32',
+            '--patch-size', '8', src, dst])
     assert 'cls_token: file (1, 1, 64) vs model (1, 1, 384)' in str(
         err.value.code)
     assert os.listdir(os.path.dirname(dst)) == []
@@ -200,7 +194,8 @@ def test_wrong_format_is_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match='fine-tuned'):
         converters.convert_official(fine_tuned, 'mae')
     with pytest.raises(SystemExit):  # argparse `choices`
-        _cli().parse_args(['--format', 'moco', '--arch', 'b', 'a', 'b'])
+        official_to_mmpretrain.parse_args(
+            ['--format', 'moco', '--arch', 'b', 'a', 'b'])
 
 
 def test_missing_unexpected_and_misshaped_keys_are_named():
@@ -232,8 +227,8 @@ def test_bad_source_files_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match=r'argparse\.Namespace.*weights_only'):
         converters.load_official(str(unsafe))
     with pytest.raises(SystemExit) as err:
-        _cli().main(['--format', 'mae', '--arch', 'b', str(text),
-                     str(tmp_path / 'out.pth')])
+        official_to_mmpretrain.main(['--format', 'mae', '--arch', 'b',
+                                     str(text), str(tmp_path / 'out.pth')])
     assert f"SRC {str(text)!r} is not a PyTorch checkpoint" in str(
         err.value.code)
 

@@ -13,11 +13,11 @@ from mmpretrain.registry import DATASETS
 DEFAULT_ROOT = '/usr/share/datasets/fashion-mnist'
 SPLITS = {'train': 'train', 'test': 't10k'}
 RESIZE_MODES = ('pad', 'resize')
-_IMAGE_MAGIC = 0x00000803  # idx3, unsigned bytes
-_LABEL_MAGIC = 0x00000801  # idx1, unsigned bytes
+IMAGE_MAGIC = 0x00000803  # idx3, unsigned bytes
+LABEL_MAGIC = 0x00000801  # idx1, unsigned bytes
 
 
-def _idx_path(root: str, stem: str) -> str:
+def idx_path(root: str, stem: str) -> str:
     """The gzipped file if present, else the unpacked one."""
     path = osp.join(root, stem)
     return path + '.gz' if osp.isfile(path + '.gz') else path
@@ -158,8 +158,8 @@ class FashionMNISTIdx(BaseDataset):
     def files(self) -> Tuple[str, str]:
         """The (images, labels) idx files of this split."""
         stem = SPLITS[self.split]
-        return (_idx_path(self.data_root, f'{stem}-images-idx3-ubyte'),
-                _idx_path(self.data_root, f'{stem}-labels-idx1-ubyte'))
+        return (idx_path(self.data_root, f'{stem}-images-idx3-ubyte'),
+                idx_path(self.data_root, f'{stem}-labels-idx1-ubyte'))
 
     def load_data_list(self) -> List[dict]:
         """Decode the idx files once; one small info dict per image."""
@@ -174,8 +174,8 @@ class FashionMNISTIdx(BaseDataset):
                 'set data_root to a folder holding the four idx files '
                 '(train/t10k-images-idx3-ubyte, '
                 'train/t10k-labels-idx1-ubyte, .gz or unpacked).')
-        images = read_idx(image_file, _IMAGE_MAGIC)
-        labels = read_idx(label_file, _LABEL_MAGIC)
+        images = read_idx(image_file, IMAGE_MAGIC)
+        labels = read_idx(label_file, LABEL_MAGIC)
         if len(images) != len(labels):
             raise ValueError(f'FashionMNISTIdx: {image_file} has '
                              f'{len(images)} images but {label_file} has '

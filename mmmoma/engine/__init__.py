@@ -1,14 +1,16 @@
-"""Training-loop parts: layer-wise lr decay, reproducibility and loss hooks.
+"""Training-loop parts: lr decay, k-NN evaluation and safety hooks.
 
 Importing this package registers :class:`LayerDecayOptimWrapperConstructor`
 in MMSeg's and MMPretrain's ``OPTIM_WRAPPER_CONSTRUCTORS``,
-:class:`EpochSeedHook` and :class:`NonFiniteLossHook` in MMEngine's
-``HOOKS`` and :func:`epoch_worker_init_fn` in its ``FUNCTIONS``.
+:class:`KNNEvalHook` in MMPretrain's ``HOOKS``, :class:`EpochSeedHook` and
+:class:`NonFiniteLossHook` in MMEngine's ``HOOKS`` and
+:func:`epoch_worker_init_fn` in its ``FUNCTIONS``.
 """
 from .hooks import EpochSeedHook, NonFiniteLossHook, epoch_worker_init_fn
+from .knn_eval_hook import KNNEvalHook
 from .layer_decay import LayerDecayOptimWrapperConstructor
 
 __all__ = [
-    'EpochSeedHook', 'LayerDecayOptimWrapperConstructor', 'NonFiniteLossHook',
-    'epoch_worker_init_fn'
+    'EpochSeedHook', 'KNNEvalHook', 'LayerDecayOptimWrapperConstructor',
+    'NonFiniteLossHook', 'epoch_worker_init_fn'
 ]

@@ -41,8 +41,8 @@ class EpochSeedHook(Hook):
     priority = 'VERY_HIGH'  # before any hook that may draw random numbers
 
     def before_train_epoch(self, runner) -> None:
-        seed = (int(runner.seed) + _EPOCH_STRIDE * (runner.epoch + 1)) \
-            % (1 << 32)
+        seed = ((int(runner.seed) + _EPOCH_STRIDE * (runner.epoch + 1))
+                % (1 << 32))
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)  # all devices, CUDA included
@@ -110,8 +110,8 @@ class NonFiniteLossHook(Hook):
         if self.action != 'skip':
             return
         wrapper = runner.optim_wrapper
-        if not hasattr(wrapper, 'update_params') or \
-                getattr(wrapper, '_accumulative_counts', 1) != 1:
+        if (not hasattr(wrapper, 'update_params')
+                or getattr(wrapper, '_accumulative_counts', 1) != 1):
             raise ValueError(
                 "NonFiniteLossHook: action='skip' needs a single optimizer "
                 'wrapper without gradient accumulation (accumulative_counts='
@@ -154,9 +154,9 @@ class NonFiniteLossHook(Hook):
         elif not bad:
             return
         last = runner.message_hub.get_info('last_ckpt')
-        kept = (f'the last checkpoint, {last}, was written before it and is '
-                'intact: resume from it with --resume') if last else \
-            'no checkpoint had been written yet'
+        kept = ((f'the last checkpoint, {last}, was written before it and '
+                 'is intact: resume from it with --resume') if last else
+                'no checkpoint had been written yet')
         what = (f'{self._streak} consecutive steps were skipped, the limit'
                 if self.action == 'skip' else 'Training stopped')
         raise RuntimeError(
@@ -192,7 +192,7 @@ class NonFiniteLossHook(Hook):
         for key, value in bad.items():
             name = key[len('loss_'):] if key.startswith('loss_') else None
             who = f' (teacher {name!r})' if name in teachers else ''
-            shown = value if not math.isfinite(value) else \
-                'non-finite on another rank'
+            shown = (value if not math.isfinite(value) else
+                     'non-finite on another rank')
             parts.append(f'{key}={shown}{who}')
         return ', '.join(parts)

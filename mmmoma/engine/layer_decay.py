@@ -6,8 +6,8 @@ from typing import List, Tuple
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmpretrain.models import VisionTransformer
-from mmpretrain.registry import \
-    OPTIM_WRAPPER_CONSTRUCTORS as PRETRAIN_CONSTRUCTORS
+from mmpretrain.registry import (
+    OPTIM_WRAPPER_CONSTRUCTORS as PRETRAIN_CONSTRUCTORS)
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as SEG_CONSTRUCTORS
 from torch import nn
 

@@ -1,4 +1,4 @@
-"""Weighted k-NN evaluation of frozen features, as a function and a hook.
+"""Weighted k-NN evaluation of frozen features.
 
 The protocol of `InstDisc <https://arxiv.org/abs/1805.01978>`_ and
 `DINO <https://arxiv.org/abs/2104.14294>`_: features of a labelled train set
@@ -7,38 +7,27 @@ its ``k`` most cosine-similar bank images, each neighbour votes for its label
 with weight ``exp(similarity / temperature)``, and the class with the largest
 total wins.
 
-The hook evaluates any MMPretrain model that has ``extract_feat`` (MAE,
-MoCoV3, MomaAlgorithm, ImageClassifier) during and after training::
-
-    custom_hooks = [
-        dict(
-            type='KNNEvalHook',
-            train_dataloader=dict(batch_size=256, dataset=..., ...),
-            val_dataloader=dict(batch_size=256, dataset=..., ...),
-            k=20,
-            temperature=0.07,
-            feature='cls_token',
-            interval=1)
-    ]
-
-Both dataloaders need labelled samples (``gt_label``) and a deterministic
+:func:`knn_evaluate` evaluates a model on two dataloaders,
+:func:`knn_evaluate_checkpoint` a config's model from a checkpoint;
+:class:`mmmoma.engine.KNNEvalHook` runs it during and after training. Both
+dataloaders need labelled samples (``gt_label``) and a deterministic
 pipeline; on ImageNet use the ``val`` pipeline of a classification config for
 both.
 """
 import copy
 import os.path as osp
 import time
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.dist import all_gather, get_world_size
-from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
-from mmpretrain.registry import HOOKS
 from torch import nn
 from torch.utils.data import DataLoader
+
+from ..fileio import load_checkpoint
 
 FEATURES = ('cls_token', 'avg_patch', 'cls_avg_patch')
 
@@ -256,6 +245,22 @@ def _num_classes(dataloader: DataLoader, labels: torch.Tensor) -> int:
     return len(classes) if classes else int(labels.max()) + 1
 
 
+def eval_dataloader_cfg(loader: dict) -> dict:
+    """A copy of a dataloader config with evaluation defaults filled in.
+
+    Args:
+        loader (dict): A dataloader config (``dataset``, ``batch_size``...).
+
+    Returns:
+        dict: The copy, with ``default_collate`` and an unshuffled
+        ``DefaultSampler`` unless ``loader`` names its own.
+    """
+    loader = copy.deepcopy(loader)
+    loader.setdefault('collate_fn', dict(type='default_collate'))
+    loader.setdefault('sampler', dict(type='DefaultSampler', shuffle=False))
+    return loader
+
+
 def knn_evaluate(model: nn.Module,
                  train_dataloader: DataLoader,
                  val_dataloader: DataLoader,
@@ -295,144 +300,6 @@ def knn_evaluate(model: nn.Module,
     return results
 
 
-@HOOKS.register_module()
-class KNNEvalHook(Hook):
-    """Weighted k-NN accuracy of the model's frozen features during training.
-
-    Every ``interval`` epochs (or iterations) and once more after training
-    (unless the last step was just evaluated), features of
-    ``train_dataloader`` (the memory bank) and ``val_dataloader`` are
-    extracted with ``model.extract_feat`` and the queries are classified by
-    :func:`knn_classify`. The accuracies are logged, put in the message hub
-    as ``{prefix}/top1`` / ``{prefix}/top5`` and written to the visualizer's
-    scalars (``vis_data/scalars.json``).
-
-    Args:
-        train_dataloader (dict | DataLoader): The labelled memory bank.
-        val_dataloader (dict | DataLoader): The labelled queries.
-        k (int): Neighbours. Defaults to 20 (DINO).
-        temperature (float): Vote weight ``exp(cos / temperature)``.
-            Defaults to 0.07 (DINO, InstDisc).
-        feature (str): How a ViT's tokens become one vector:
-            ``'cls_token'``, ``'avg_patch'`` or ``'cls_avg_patch'``; a
-            backbone that already outputs (B, C) is used as is. Defaults to
-            ``'cls_token'``.
-        interval (int): Evaluate every ``interval`` epochs (iterations when
-            ``by_epoch=False``); 0 only after training. Defaults to 1.
-        by_epoch (bool): Defaults to True.
-        eval_at_start (bool): Also evaluate before the first step (the
-            initial weights). Defaults to False.
-        prefix (str): Name of the logged scalars. Defaults to ``'knn'``.
-    """
-
-    priority = 'NORMAL'
-
-    def __init__(self,
-                 train_dataloader: Union[dict, DataLoader],
-                 val_dataloader: Union[dict, DataLoader],
-                 k: int = 20,
-                 temperature: float = 0.07,
-                 feature: str = 'cls_token',
-                 interval: int = 1,
-                 by_epoch: bool = True,
-                 eval_at_start: bool = False,
-                 prefix: str = 'knn') -> None:
-        if not (isinstance(k, int) and k >= 1):
-            raise ValueError(f'KNNEvalHook: k={k!r} must be an int >= 1.')
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(
-                f'KNNEvalHook: temperature={temperature!r} must be > 0.')
-        if feature not in FEATURES:
-            raise ValueError(f'KNNEvalHook: feature={feature!r} is not '
-                             f'supported; allowed: {FEATURES}.')
-        if not (isinstance(interval, int) and interval >= 0):
-            raise ValueError(
-                f'KNNEvalHook: interval={interval!r} must be an int >= 0.')
-        self.train_dataloader = train_dataloader
-        self.val_dataloader = val_dataloader
-        self.k = k
-        self.temperature = float(temperature)
-        self.feature = feature
-        self.interval = interval
-        self.by_epoch = by_epoch
-        self.eval_at_start = eval_at_start
-        self.prefix = prefix
-        self.history = []
-        self._last_step = None
-
-    def _loader(self, runner, loader):
-        if isinstance(loader, DataLoader):
-            return loader
-        loader = copy.deepcopy(loader)
-        loader.setdefault('collate_fn', dict(type='default_collate'))
-        loader.setdefault('sampler', dict(type='DefaultSampler',
-                                          shuffle=False))
-        return runner.build_dataloader(loader, seed=runner.seed)
-
-    def before_train(self, runner) -> None:
-        """Build the dataloaders; optionally evaluate the initial model."""
-        self.train_dataloader = self._loader(runner, self.train_dataloader)
-        self.val_dataloader = self._loader(runner, self.val_dataloader)
-        if self.eval_at_start:
-            self.evaluate(runner)
-
-    def after_train_epoch(self, runner) -> None:
-        if self.by_epoch and self.interval and self.every_n_epochs(
-                runner, self.interval):
-            # The loop counts the epoch as done only after this hook.
-            self.evaluate(runner, epoch=runner.epoch + 1)
-
-    def after_train_iter(self,
-                         runner,
-                         batch_idx: int,
-                         data_batch=None,
-                         outputs=None) -> None:
-        if not self.by_epoch and self.interval and self.every_n_train_iters(
-                runner, self.interval):
-            self.evaluate(runner)
-
-    def after_train(self, runner) -> None:
-        """Evaluate the final weights unless that was just done."""
-        if self._last_step != runner.iter:
-            self.evaluate(runner)
-
-    def evaluate(self,
-                 runner,
-                 epoch: Optional[int] = None) -> Dict[str, float]:
-        """Run the k-NN evaluation now and log it.
-
-        Args:
-            runner (Runner): The runner.
-            epoch (int, optional): Epochs completed, for the log. Defaults to
-                None: ``runner.epoch``.
-
-        Returns:
-            dict[str, float]: See :func:`knn_evaluate`.
-        """
-        epoch = runner.epoch if epoch is None else epoch
-        results = knn_evaluate(runner.model, self.train_dataloader,
-                               self.val_dataloader, self.k, self.temperature,
-                               self.feature)
-        self._last_step = runner.iter
-        scalars = {
-            f'{self.prefix}/{name}': value
-            for name, value in results.items() if name.startswith('top')
-        }
-        for name, value in scalars.items():
-            runner.message_hub.update_scalar(name, value)
-        runner.visualizer.add_scalars(scalars, step=runner.iter)
-        accs = '  '.join(f'{n.split("/")[-1]}: {v:.2f}'
-                         for n, v in scalars.items())
-        runner.logger.info(
-            f'k-NN ({self.feature}, k={self.k}, T={self.temperature:g}, '
-            f'{results["num_train"]} bank / {results["num_val"]} queries) '
-            f'epoch {epoch} iter {runner.iter}: {accs} '
-            f'({results["seconds"]:.1f} s)')
-        self.history.append(
-            dict(epoch=epoch, iter=runner.iter, **results))
-        return results
-
-
 def knn_evaluate_checkpoint(config,
                             checkpoint: Optional[str] = None,
                             cfg_options: Optional[dict] = None,
@@ -448,9 +315,10 @@ def knn_evaluate_checkpoint(config,
     Args:
         config (str | Config): The training config.
         checkpoint (str, optional): Weights with the model's keys (under
-            ``state_dict`` or at the top level), loaded strictly with
-            ``weights_only=True``. Defaults to None: the randomly initialised
-            model (``init_weights``).
+            ``state_dict`` or at the top level), read by
+            :func:`mmmoma.fileio.load_checkpoint` and loaded strictly.
+            Defaults to None: the randomly initialised model
+            (``init_weights``).
         cfg_options (dict, optional): Merged into the config first.
         train_dataloader (dict, optional): Overrides the hook's.
         val_dataloader (dict, optional): Overrides the hook's.
@@ -463,7 +331,8 @@ def knn_evaluate_checkpoint(config,
     """
     from mmengine.config import Config
     from mmengine.registry import DefaultScope, init_default_scope
-    from mmengine.runner import Runner, load_checkpoint
+    from mmengine.runner import Runner
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
     from mmpretrain.registry import MODELS
 
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
@@ -500,20 +369,17 @@ def knn_evaluate_checkpoint(config,
                 raise FileNotFoundError(
                     f'knn_evaluate_checkpoint: checkpoint={checkpoint!r} '
                     'does not exist.')
-            load_checkpoint(
+            # MMEngine's load_checkpoint with mmmoma's reading policy.
+            _load_checkpoint_to_model(
                 model,
-                checkpoint,
-                map_location='cpu',
+                load_checkpoint(checkpoint, 'checkpoint'),
                 strict=True,
                 logger=MMLogger.get_current_instance())
         if device is None:
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
         model.to(device)
-        loaders = []
-        for loader in (train_loader, val_loader):
-            loader = copy.deepcopy(loader)
-            loader.setdefault('collate_fn', dict(type='default_collate'))
-            loader.setdefault('sampler',
-                              dict(type='DefaultSampler', shuffle=False))
-            loaders.append(Runner.build_dataloader(loader, seed=0))
+        loaders = [
+            Runner.build_dataloader(eval_dataloader_cfg(loader), seed=0)
+            for loader in (train_loader, val_loader)
+        ]
         return knn_evaluate(model, loaders[0], loaders[1], **args)

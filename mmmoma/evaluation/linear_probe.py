@@ -95,8 +95,8 @@ def fit_linear_probe(train_feats: torch.Tensor,
 def probe_scores(probe: Dict[str, torch.Tensor],
                  feats: torch.Tensor) -> torch.Tensor:
     """Class scores (N, K) of a fitted probe on (N, C) features."""
-    x = (feats.double().to(probe['mean'].device) - probe['mean']) \
-        / probe['std']
+    x = ((feats.double().to(probe['mean'].device) - probe['mean'])
+         / probe['std'])
     return x @ probe['weight'].t() + probe['bias']
 
 

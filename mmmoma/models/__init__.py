@@ -1,7 +1,13 @@
-"""Registered MOMA modules (MMPretrain's MODELS registry)."""
+"""MOMA's modules: the registered ones (MMPretrain's MODELS registry) and
+the parts of the algorithm."""
 from .align_head import SmoothL1AlignHead
+from .frozen_teachers import FrozenTeachers
 from .moma import MomaAlgorithm
 from .moma_neck import MomaNeck
 from .moma_vit import MomaViT
+from .teacher_cache import TeacherCache
 
-__all__ = ['MomaAlgorithm', 'MomaNeck', 'MomaViT', 'SmoothL1AlignHead']
+__all__ = [
+    'FrozenTeachers', 'MomaAlgorithm', 'MomaNeck', 'MomaViT',
+    'SmoothL1AlignHead', 'TeacherCache'
+]

@@ -7,20 +7,14 @@ goes through :func:`load_pretrained`, which fails on any missing, unexpected
 or mis-shaped key.
 """
 import os
-import pickle
-import re
 import zipfile
 from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
-from ..checkpoint_safety import runner_checkpoint_load
-
-_REMOTE = ('http://', 'https://', 's3://', 'open-mmlab://', 'mmcls://',
-           'torchvision://', 'modelzoo://', 'pavi://')
+from ..fileio import REMOTE_PREFIXES, load_checkpoint
 
 
 def is_pretrained_cfg(init_cfg) -> bool:
@@ -44,7 +38,7 @@ def check_checkpoint_file(path: str, where: str,
     """
     if not isinstance(path, str) or not path:
         raise ValueError(f'{where}={path!r}: no checkpoint given. {hint}')
-    if path.startswith(_REMOTE):
+    if path.startswith(REMOTE_PREFIXES):
         return
     local = os.path.expanduser(path)
     if os.path.isdir(local):
@@ -81,8 +75,8 @@ _ALLOWED_SOURCES = (
 
 def _extract_state_dict(checkpoint, prefix: str, where: str,
                         path: str) -> Dict[str, torch.Tensor]:
-    state = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else None
+    state = (checkpoint.get('state_dict', checkpoint)
+             if isinstance(checkpoint, dict) else None)
     if not isinstance(state, dict):
         raise ValueError(f'{where}.checkpoint={path!r} holds a '
                          f'{type(checkpoint).__name__}, not a state dict. '
@@ -102,51 +96,6 @@ def _extract_state_dict(checkpoint, prefix: str, where: str,
             f'{where}.prefix={prefix!r} it holds {len(others)} entries that '
             f'are not tensors ({others[:8]}). {_ALLOWED_SOURCES}')
     return picked
-
-
-def _load_weights_only(path: str, where: str) -> object:
-    """Read a checkpoint without running any code it may pickle.
-
-    Local files go to ``torch.load(weights_only=True)`` directly, so that the
-    load stays safe whatever torch's default and even inside the trusted
-    resume context of :mod:`mmmoma.compat`; Runner checkpoints pass through
-    the allowlist of :mod:`mmmoma.checkpoint_safety`. Remote files are
-    fetched by MMEngine's loader.
-    """
-    try:
-        with runner_checkpoint_load():
-            if path.startswith(_REMOTE):
-                return CheckpointLoader.load_checkpoint(
-                    path, map_location='cpu')
-            return torch.load(
-                os.path.expanduser(path), map_location='cpu',
-                weights_only=True)
-    except pickle.UnpicklingError as err:
-        text = str(err)
-        found = re.search(r'Unsupported global: GLOBAL (\S+)', text)
-        if found:
-            raise ValueError(
-                f'{where}.checkpoint={path!r} holds pickled Python objects '
-                f'({found.group(1)}), which a weights_only=True load refuses '
-                'so that a foreign checkpoint cannot run code. Allowed: '
-                'tensors, numbers, strings and containers, and the MMEngine '
-                'Runner types of mmmoma.checkpoint_safety. If you trust the '
-                'file, re-save its weights alone (a MOMA checkpoint: tools/'
-                'model_converters/extract_student.py) and point the config '
-                'at that file.') from err
-        # torch's own text advises weights_only=False: keep only the cause.
-        cause = text.split('WeightsUnpickler error:')[-1].strip()
-        cause = cause.splitlines()[0] if cause else type(err).__name__
-        raise ValueError(
-            f'{where}.checkpoint={path!r} could not be unpickled with '
-            f'weights_only=True ({cause}): the file is corrupt or holds '
-            'objects that torch refuses. Allowed: a complete torch.save file '
-            'of tensors, numbers, strings and containers.') from err
-    except Exception as err:  # noqa: BLE001 - re-raised with the config key
-        raise ValueError(
-            f'{where}.checkpoint={path!r} could not be loaded with '
-            f'weights_only=True ({type(err).__name__}: {err}). Allowed: a '
-            'complete torch.save file of tensors.') from err
 
 
 def _check_format(init_cfg: dict, where: str) -> None:
@@ -169,7 +118,8 @@ def read_state_dict(init_cfg: dict, where: str,
     (``prefix`` is then unused).
 
     Args:
-        init_cfg (dict): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
+        init_cfg (dict): ``dict(type='Pretrained', checkpoint=...,
+            prefix=...)``
             or ``dict(type='Pretrained', checkpoint=..., format=...)``.
         where (str): The config key of ``init_cfg``, for error messages.
         hint (str): What to give instead of a missing checkpoint.
@@ -180,7 +130,7 @@ def read_state_dict(init_cfg: dict, where: str,
     path = init_cfg.get('checkpoint')
     check_checkpoint_file(path, f'{where}.checkpoint', hint)
     _check_format(init_cfg, where)
-    checkpoint = _load_weights_only(path, where)
+    checkpoint = load_checkpoint(path, f'{where}.checkpoint')
     fmt = init_cfg.get('format')
     if fmt is None:
         return _extract_state_dict(checkpoint, init_cfg.get('prefix') or '',
@@ -201,7 +151,8 @@ def load_pretrained(module: nn.Module, init_cfg: dict, where: str) -> None:
 
     Args:
         module (nn.Module): The backbone to fill.
-        init_cfg (dict): ``dict(type='Pretrained', checkpoint=..., prefix=...)``
+        init_cfg (dict): ``dict(type='Pretrained', checkpoint=...,
+            prefix=...)``
             or ``dict(type='Pretrained', checkpoint=..., format=...)``.
         where (str): The config key of ``init_cfg``, for error messages.
     """

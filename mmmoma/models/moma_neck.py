@@ -4,8 +4,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmpretrain.models.backbones.vision_transformer import \
-    TransformerEncoderLayer
+from mmpretrain.models.backbones.vision_transformer import (
+    TransformerEncoderLayer)
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from mmpretrain.registry import MODELS
 from torch import nn

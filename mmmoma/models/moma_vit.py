@@ -64,8 +64,8 @@ class MomaViT(VisionTransformer):
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  **kwargs) -> None:
         depth = self._depth(arch)
-        indices = [out_indices] if isinstance(out_indices, int) \
-            else list(out_indices)
+        indices = ([out_indices] if isinstance(out_indices, int) else
+                   list(out_indices))
         bad = [i for i in indices
                if not isinstance(i, int) or not -depth <= i < depth]
         if bad or not indices:

@@ -1,5 +1,5 @@
 """Token masking and token-level ViT forward shared by student and teachers."""
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmpretrain.models import VisionTransformer
@@ -57,6 +57,26 @@ def keyed_token_noise(seed: torch.Tensor, step: torch.Tensor,
     key = _mix64(key ^ (sample_ids.to(torch.int64) * _GOLDEN))  # (B, )
     tokens = torch.arange(num_tokens, device=sample_ids.device)
     return _mix64(key[:, None] + (tokens[None, :] + 1) * _GOLDEN)
+
+
+def sample_indices(ids: List[Optional[int]],
+                   device: torch.device) -> Optional[torch.Tensor]:
+    """The batch's dataset indices as a (B, ) int64 tensor on ``device``.
+
+    Args:
+        ids (list[int | None]): ``sample_idx`` of each data sample.
+        device (torch.device): Where the batch is.
+
+    Returns:
+        torch.Tensor | None: None if a sample has no index (then masks come
+        from the global generator); every MMEngine dataset sets them.
+    """
+    if not ids or None in ids:
+        return None
+    sample_ids = torch.tensor(ids, dtype=torch.int64)
+    if device.type == 'cuda':  # a pinned copy does not wait for the GPU
+        sample_ids = sample_ids.pin_memory()
+    return sample_ids.to(device, non_blocking=True)
 
 
 def random_token_mask(

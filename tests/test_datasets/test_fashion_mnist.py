@@ -24,8 +24,8 @@ def write_idx(folder: Path, stem: str, images: np.ndarray,
     n, h, w = images.shape
     img_bytes = (0x803).to_bytes(4, 'big') + b''.join(
         v.to_bytes(4, 'big') for v in (n, h, w)) + images.tobytes()
-    lbl_bytes = (0x801).to_bytes(4, 'big') + n.to_bytes(4, 'big') + \
-        labels.astype(np.uint8).tobytes()
+    lbl_bytes = ((0x801).to_bytes(4, 'big') + n.to_bytes(4, 'big')
+                 + labels.astype(np.uint8).tobytes())
     for name, data in ((f'{stem}-images-idx3-ubyte', img_bytes),
                        (f'{stem}-labels-idx1-ubyte', lbl_bytes)):
         if gz:

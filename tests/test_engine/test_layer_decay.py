@@ -20,8 +20,8 @@ LR, WD, RATE = 1e-3, 0.05, 0.5
 
 def expected_depth(name: str, num_layers: int = 4) -> int:
     """The rule, written out by hand for the names of a tiny segmentor."""
-    if name in ('backbone.cls_token', 'backbone.pos_embed') or \
-            name.startswith('backbone.patch_embed.'):
+    if (name in ('backbone.cls_token', 'backbone.pos_embed')
+            or name.startswith('backbone.patch_embed.')):
         return 0
     if name.startswith('backbone.layers.'):
         return int(name.split('.')[2]) + 1

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import mmmoma  # noqa: F401
-from mmmoma.evaluation import (KNNEvalHook, extract_features, knn_accuracy,
+from mmmoma.engine import KNNEvalHook
+from mmmoma.evaluation import (extract_features, knn_accuracy,
                                knn_classify, knn_evaluate, pool_features)
 
 TINY = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
@@ -93,8 +94,8 @@ def _write_fake_fmnist(root):
     rng = np.random.default_rng(0)
     for stem, n in (('train', 40), ('t10k', 20)):
         labels = np.arange(n) % 2
-        images = np.where(labels[:, None, None] == 1, 200, 30) + \
-            rng.integers(0, 20, (n, 28, 28))
+        images = (np.where(labels[:, None, None] == 1, 200, 30)
+                  + rng.integers(0, 20, (n, 28, 28)))
         images = images.astype(np.uint8)
         head = (0x803).to_bytes(4, 'big') + b''.join(
             v.to_bytes(4, 'big') for v in (n, 28, 28))
@@ -253,8 +254,8 @@ def test_hook_logs_during_and_after_training(fake_root, tmp_path):
     # at start, after epoch 2, and after training (epoch 3 was not an
     # interval epoch)
     assert [h['epoch'] for h in hook.history] == [0, 2, 3]
-    assert runner.message_hub.get_scalar('knn/top1').current() == \
-        hook.history[-1]['top1']
+    assert (runner.message_hub.get_scalar('knn/top1').current()
+            == hook.history[-1]['top1'])
     scalars = [
         json.loads(line)
         for line in (tmp_path.glob('*/vis_data/scalars.json').__next__()

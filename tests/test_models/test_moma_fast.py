@@ -151,9 +151,10 @@ class OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
-        if name in ('aten::index', 'aten::index_put', 'aten::index_put_') \
-                and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                        for i in args[1]):
+        indexing = ('aten::index', 'aten::index_put', 'aten::index_put_')
+        if name in indexing and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                for i in args[1]):
             self.ops['boolean indexing'] += 1
         self.ops[name] += 1
         return func(*args, **(kwargs or {}))
@@ -196,8 +197,8 @@ def test_attention_is_fused_everywhere():
     # 2 teachers x 2 blocks, 2 student blocks, 2 necks x 1 decoder block.
     assert len(attn) == 8
     for m in attn:
-        assert m.scaled_dot_product_attention is \
-            F.scaled_dot_product_attention
+        assert m.scaled_dot_product_attention is (
+            F.scaled_dot_product_attention)
     with torch.no_grad(), OpRecorder() as rec:
         model.loss(images(), None)
     fused = sum(n for op, n in rec.ops.items()

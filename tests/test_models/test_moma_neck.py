@@ -55,8 +55,8 @@ def test_random_mask_is_consistent():
     assert mask.sum(1).tolist() == [45.0] * 4
     for b in range(4):
         # kept ids are exactly the unmasked positions
-        assert sorted(ids_keep[b].tolist()) == \
-            torch.nonzero(mask[b] == 0).flatten().tolist()
+        visible = torch.nonzero(mask[b] == 0).flatten().tolist()
+        assert sorted(ids_keep[b].tolist()) == visible
 
 
 def test_token_forward_matches_backbone_forward():

@@ -1,4 +1,5 @@
 """A kill during a checkpoint write leaves the previous checkpoint whole."""
+import os
 import signal
 import sys
 import textwrap
@@ -60,7 +61,7 @@ def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path, atomic):
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
-    from mmmoma.compat import atomic_write
+    from mmmoma.fileio import atomic_write
     path = tmp_path / 'last_checkpoint'
     path.write_text('old')
     with pytest.raises(RuntimeError):
@@ -69,7 +70,11 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
             raise RuntimeError('interrupted')
     assert path.read_text() == 'old'
     assert list(tmp_path.iterdir()) == [path]  # the temporary is gone
-    with atomic_write(str(path), 'w') as f:
-        f.write('new')
+    umask = os.umask(0o022)  # the new file gets open()'s 0o666 & ~umask
+    try:
+        with atomic_write(str(path), 'w') as f:
+            f.write('new')
+    finally:
+        os.umask(umask)
     assert path.read_text() == 'new'
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)

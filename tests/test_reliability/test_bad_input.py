@@ -4,10 +4,10 @@ Each case is one wrong checkpoint, model argument, dataset or command line.
 It must raise the expected error before any training iteration, and the
 message must hold the argument's name, the bad value and what is allowed.
 Everything runs in this process: the model is built with ``MODELS.build``,
-the command line goes through ``tools/train.py``'s ``main``.
+the command line goes through ``mmmoma.apis.launch.train``, what
+``tools/train.py`` runs.
 """
 import copy
-import importlib.util
 import struct
 import zipfile
 from pathlib import Path
@@ -20,6 +20,8 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from PIL import Image
 
 import mmmoma  # noqa: F401
+from mmmoma.apis import launch
+from mmmoma.datasets.checks import check_samples
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import DATASETS, MODELS
 
@@ -31,17 +33,6 @@ NECK = dict(type='MomaNeck', decoder_embed_dims=32, decoder_depth=1,
             decoder_num_heads=2)
 HEAD = dict(type='SmoothL1AlignHead')
 DIST_ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
-
-
-def _load_train_tool():
-    spec = importlib.util.spec_from_file_location(
-        'bad_input_train_tool', ROOT / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TRAIN_TOOL = _load_train_tool()
 
 
 class Case(NamedTuple):
@@ -143,7 +134,7 @@ def train(tmp: Path, *args: str, **options: str) -> None:
     options.setdefault('train_dataloader.dataset.data_root',
                        str(tmp / 'images'))
     options['experiment_name'] = f'bad_input_{tmp.name}'
-    TRAIN_TOOL.main([
+    launch.train([
         str(TRAIN_CONFIG), '--work-dir',
         str(tmp / 'work'), *args, '--cfg-options',
         *(f'{k}={v}' for k, v in options.items())
@@ -477,7 +468,7 @@ def train_dataset_subset_empty(tmp):
     dataset = DATASETS.build(
         dict(type='FashionMNISTIdx', data_root=str(tmp), indices=[]))
     # What tools/train.py runs on the built train dataset.
-    TRAIN_TOOL.check_samples(dataset, 'train_dataloader.dataset')
+    check_samples(dataset, 'train_dataloader.dataset')
 
 
 @case(ValueError, "train_dataloader.dataset.data_root='{tmp}/images'",

@@ -35,8 +35,8 @@ def test_nan_stops_the_run_and_names_the_teacher(tiny_run, tmp_path):
         rf"Non-finite loss at iteration {POISON_AT} \(epoch 2\): "
         r"loss_mae=nan \(teacher 'mae'\)", proc.stdout), proc.stdout[-3000:]
     assert 'loss_mocov3' not in proc.stdout.split('Non-finite loss')[1]
-    assert f'the last checkpoint, {good}, was written before it' \
-        in proc.stdout
+    assert (f'the last checkpoint, {good}, was written before it'
+            in proc.stdout)
     # it stopped there: no later iteration, no later checkpoint
     assert max(iteration_losses(work)) == POISON_AT - 1
     assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']

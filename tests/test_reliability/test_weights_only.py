@@ -10,7 +10,6 @@ more.
 """
 import contextlib
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,11 +18,11 @@ import torch
 
 import mmmoma  # noqa: F401  (first: it applies the compatibility fixes)
 from mmengine.runner import load_checkpoint
+from mmmoma.apis import extract_student, official_to_mmpretrain
 from mmmoma.compat import trusted_checkpoint_load
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 
-ROOT = Path(__file__).resolve().parents[2]
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 MODEL = dict(
     type='MomaAlgorithm',
@@ -50,15 +49,6 @@ class Payload:
 
     def __reduce__(self):
         return exec, (f'open({self.marker!r}, "w").close()', )
-
-
-def load_tool(relative: str):
-    path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(
-        f'weights_only_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def vit_weights() -> dict:
@@ -115,8 +105,8 @@ def test_moma_refuses_crafted_checkpoint(where, legacy, trusted, tmp_path):
     model = MODELS.build(cfg)
     # Even inside the context that Runner.resume opens, a teacher or
     # student init_cfg is read with weights_only=True.
-    context = trusted_checkpoint_load() if trusted \
-        else contextlib.nullcontext()
+    context = (trusted_checkpoint_load() if trusted
+               else contextlib.nullcontext())
     with context, pytest.raises(ValueError) as info:
         model.init_weights()
     message = str(info.value)
@@ -142,14 +132,13 @@ def test_downstream_student_refuses_crafted_checkpoint(tmp_path):
 
 
 def test_converter_refuses_crafted_checkpoint(tmp_path):
-    converter = load_tool('tools/model_converters/official_to_mmpretrain.py')
     marker = tmp_path / 'marker'
     src = craft(tmp_path / 'mae_pretrain.pth', marker, official=True)
     dst = tmp_path / 'out.pth'
     with pytest.raises(SystemExit) as info:
-        converter.main(['--format', 'mae', '--arch', json.dumps(ARCH),
-                        '--img-size', '32', '--patch-size', '8',
-                        str(src), str(dst)])
+        official_to_mmpretrain.main([
+            '--format', 'mae', '--arch', json.dumps(ARCH), '--img-size',
+            '32', '--patch-size', '8', str(src), str(dst)])
     message = str(info.value)
     assert f'SRC {str(src)!r}' in message
     assert 'holds pickled Python objects (exec)' in message
@@ -157,12 +146,11 @@ def test_converter_refuses_crafted_checkpoint(tmp_path):
 
 
 def test_extract_student_refuses_crafted_checkpoint(tmp_path):
-    extract = load_tool('tools/model_converters/extract_student.py')
     marker = tmp_path / 'marker'
     src = craft(tmp_path / 'epoch_1.pth', marker)
     dst = tmp_path / 'student.pth'
     with pytest.raises(SystemExit) as info:
-        extract.main([str(src), str(dst)])
+        extract_student.main([str(src), str(dst)])
     message = str(info.value)
     assert f'checkpoint={str(src)!r}' in message
     assert 'weights_only=True' in message

@@ -1,7 +1,7 @@
-"""tools/demo.py --smoke: the whole chain on real Fashion-MNIST, on CPU."""
+"""tools/demo.py --smoke (mmmoma.apis.demo): the whole chain on real
+Fashion-MNIST, on CPU."""
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import mmmoma  # noqa: F401
+from mmmoma.apis.common import tool_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.needs_fmnist  # the demo trains on it
@@ -17,16 +18,12 @@ ROWS = ['random', 'mae', 'mocov3', 'moma']
 
 
 def _demo(work: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
-    env.setdefault('PYTHONWARNINGS', 'ignore')
     proc = subprocess.run(
         [sys.executable,
          str(ROOT / 'tools/demo.py'), '--smoke', '--work-dir',
          str(work)],
         cwd=work.parent,
-        env=env,
+        env=tool_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -4,7 +4,6 @@ One tiny MOMA pretraining run (a 4-block 32-d student) gives the checkpoint
 that every test loads with ``prefix='backbone.'``, as a user does.
 """
 import copy
-import importlib.util
 import json
 import re
 import sys
@@ -19,7 +18,9 @@ from mmengine.runner import Runner
 from PIL import Image
 
 import mmmoma  # noqa: F401
+from mmmoma.apis import extract_student, make_fmnist_scenes
 from mmmoma.datasets.checks import check_data_roots
+from mmmoma.datasets.fashion_mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'tests/data/configs'
@@ -32,19 +33,6 @@ STUDENT = dict(
 FMNIST = Path('/usr/share/datasets/fashion-mnist')
 TEACHER = dict(
     embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
-
-
-def load_tool(relative: str):
-    """Import a script from tools/ as a module."""
-    path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-scenes_tool = load_tool('tools/dataset_converters/make_fmnist_scenes.py')
-extract_tool = load_tool('tools/model_converters/extract_student.py')
 
 
 def options(**kwargs) -> dict:
@@ -125,8 +113,8 @@ def student_of(ckpt: Path) -> dict:
 @pytest.fixture(scope='module')
 def scenes(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('scenes') / 'fmnist_scenes'
-    scenes_tool.main([str(out), '--num-train', '6', '--num-val', '3',
-                      '--size', '64', '--seed', '0'])
+    make_fmnist_scenes.main([str(out), '--num-train', '6', '--num-val',
+                             '3', '--size', '64', '--seed', '0'])
     return out
 
 
@@ -134,8 +122,8 @@ def scenes(tmp_path_factory) -> Path:
 def imagenet_layout(tmp_path_factory) -> Path:
     """Fashion-MNIST photos in MMPretrain's ImageNet layout, 10 classes."""
     root = tmp_path_factory.mktemp('imagenet_layout')
-    images = scenes_tool._read_idx(str(FMNIST / 't10k-images-idx3-ubyte.gz'))
-    labels = scenes_tool._read_idx(str(FMNIST / 't10k-labels-idx1-ubyte.gz'))
+    images = read_idx(str(FMNIST / 't10k-images-idx3-ubyte.gz'), IMAGE_MAGIC)
+    labels = read_idx(str(FMNIST / 't10k-labels-idx1-ubyte.gz'), LABEL_MAGIC)
     (root / 'meta').mkdir()
     start = 0
     for split, num in (('train', 32), ('val', 16)):
@@ -280,7 +268,7 @@ def test_seg_trains_on_two_cpu_processes_and_tools_test_reports_miou(
 # -------------------------------------------------------------- extract
 def test_extract_student_round_trips(moma_ckpt, tmp_path, capsys):
     out = tmp_path / 'student.pth'
-    report = extract_tool.main([str(moma_ckpt), str(out)])
+    report = extract_student.main([str(moma_ckpt), str(out)])
     printed = capsys.readouterr().out
     assert 'necks.mae.*' in printed and 'message_hub' in printed
     assert report['dropped_entries'] == [
@@ -320,7 +308,7 @@ def test_extract_student_round_trips(moma_ckpt, tmp_path, capsys):
         feats = [m.eval().extract_feat(images)[0] for m in models]
     assert torch.equal(feats[0], feats[1])
     with pytest.raises(SystemExit, match='exists; pass --overwrite'):
-        extract_tool.main([str(moma_ckpt), str(out)])
+        extract_student.main([str(moma_ckpt), str(out)])
 
 
 # ------------------------------------------------------------ bad input
@@ -345,13 +333,14 @@ def test_student_checkpoint_without_backbone_weights(no_student_ckpt):
     with pytest.raises(ValueError) as err:
         model.init_weights()
     message = str(err.value)
-    assert f"model.backbone.init_cfg.checkpoint='{no_student_ckpt}'" \
-        in message
+    assert (f"model.backbone.init_cfg.checkpoint='{no_student_ckpt}'"
+            in message)
     assert "prefix='backbone.'" in message and "'necks.'" in message
     assert 'Allowed: a checkpoint with the backbone' in message
     with pytest.raises(SystemExit, match=r"no weights under "
                        r"--prefix='backbone\.'.*Allowed"):
-        extract_tool.main([str(no_student_ckpt), str(no_student_ckpt) + '2'])
+        extract_student.main(
+            [str(no_student_ckpt), str(no_student_ckpt) + '2'])
 
 
 def test_empty_or_mismatched_student_checkpoint(moma_ckpt):
@@ -394,8 +383,8 @@ def test_missing_data_root_is_named(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         check_data_roots(cfg, 'train')
     message = str(err.value)
-    assert f"train_dataloader.dataset.data_root='{missing}': no such " \
-        'folder' in message
+    assert (f"train_dataloader.dataset.data_root='{missing}': no such "
+            'folder' in message)
     assert 'ADE20K layout' in message and 'make_fmnist_scenes.py' in message
     missing.mkdir()  # a folder, but not in the layout
     with pytest.raises(FileNotFoundError,
@@ -416,8 +405,8 @@ def test_scenes_are_deterministic_in_the_ade20k_layout(tmp_path):
     runs = {}
     for name, seed in (('a', 3), ('b', 3), ('c', 4)):
         out = tmp_path / name
-        scenes_tool.main([str(out), '--num-train', '3', '--num-val', '2',
-                          '--size', '48', '--seed', str(seed)])
+        make_fmnist_scenes.main([str(out), '--num-train', '3', '--num-val',
+                                 '2', '--size', '48', '--seed', str(seed)])
         runs[name] = {p.relative_to(out): p.read_bytes()
                       for p in sorted(out.rglob('*.*'))
                       if p.suffix in ('.jpg', '.png')}
@@ -459,8 +448,8 @@ def test_scenes_are_deterministic_in_the_ade20k_layout(tmp_path):
     assert np.array_equal(gt == 255, raw == 0)
     assert np.array_equal(gt[raw > 0], raw[raw > 0] - 1)
     with pytest.raises(SystemExit, match=r'--fmnist-root=.*not found'):
-        scenes_tool.main([str(tmp_path / 'd'), '--fmnist-root',
-                          str(tmp_path / 'nowhere')])
+        make_fmnist_scenes.main([str(tmp_path / 'd'), '--fmnist-root',
+                                 str(tmp_path / 'nowhere')])
 
 
 class _LookUp:

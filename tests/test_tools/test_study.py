@@ -1,8 +1,7 @@
-"""tools/study.py --smoke: every row of the study on real Fashion-MNIST."""
-import importlib.util
+"""The study (mmmoma.apis.study): tools/study.py --smoke end to end on real
+Fashion-MNIST, and its logic without training."""
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import pytest
 import torch
 
 import mmmoma  # noqa: F401
+from mmmoma.apis import study
+from mmmoma.apis.common import tool_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = [
@@ -21,29 +22,14 @@ ROWS = [
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
-def _load_study():
-    path = ROOT / 'tools/study.py'
-    spec = importlib.util.spec_from_file_location('study_under_test', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-study = _load_study()
-
-
 def _study(work: Path, publish: Path) -> str:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
-    env.setdefault('PYTHONWARNINGS', 'ignore')
     proc = subprocess.run(
         [sys.executable,
          str(ROOT / 'tools/study.py'), '--smoke', '--work-dir',
          str(work), '--publish',
          str(publish)],
         cwd=work.parent,
-        env=env,
+        env=tool_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

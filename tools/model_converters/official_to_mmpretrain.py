@@ -2,88 +2,22 @@
 
 Example::
 
-    python tools/model_converters/official_to_mmpretrain.py \
-        --format mae --arch b mae_pretrain_vit_base.pth mae_vit-b.pth
+    TOOL=tools/model_converters/official_to_mmpretrain.py
+    python $TOOL --format mae --arch b mae_pretrain_vit_base.pth mae_vit-b.pth
 
 The output loads into ``mmpretrain.VisionTransformer`` with
-``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
+``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``
+(:mod:`mmmoma.apis.official_to_mmpretrain`).
 """
-import argparse
-import json
 import os.path as osp
 import sys
-from collections import Counter
-from typing import List, Optional, Union
 
-try:  # mmmoma must come before mmpretrain: it applies compatibility fixes
-    from mmmoma import converters
-except ModuleNotFoundError as err:
-    if err.name != 'mmmoma':
-        raise
-    # An uninstalled checkout: use the package next to this script.
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__)))))
-    from mmmoma import converters
+try:  # import mmmoma first: it patches the OpenMMLab stack
+    import mmmoma  # noqa: F401
+except ModuleNotFoundError:  # a checkout that is not installed: use it
+    sys.path.insert(0, osp.abspath(osp.join(__file__, '../../..')))
 
-
-def _arch(value: str) -> Union[str, dict]:
-    # A custom arch is given as a JSON dict, e.g. for a non-standard width.
-    if not value.lstrip().startswith('{'):
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f'{value!r} is not JSON: {e}')
-
-
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``sys.argv[1:]`` when ``argv`` is None)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--format', required=True, choices=converters.FORMATS,
-                        help='layout of SRC; never guessed from its keys')
-    parser.add_argument('--arch', required=True,
-                        type=_arch, help="VisionTransformer arch, e.g. 'b', "
-                        "'l', 'h', 'deit-s', 'mocov3-small', or a JSON dict "
-                        "with embed_dims, num_layers, num_heads and "
-                        "feedforward_channels")
-    parser.add_argument('--img-size', type=int, default=224)
-    parser.add_argument('--patch-size', type=int, default=16)
-    parser.add_argument('src', metavar='SRC', help='official checkpoint')
-    parser.add_argument('dst', metavar='DST', help='output checkpoint')
-    return parser.parse_args(argv)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    """Convert, check with a strict load, write DST and print a report."""
-    args = parse_args(argv)
-    try:
-        checkpoint = converters.load_official(args.src)
-        dropped: List[str] = []
-        state_dict = converters.convert_official(checkpoint, args.format,
-                                                 dropped)
-        converters.build_backbone(state_dict, args.arch, args.img_size,
-                                  args.patch_size)
-        name = args.arch if isinstance(args.arch, str) else None
-        meta = dict(
-            source_format=args.format, source_file=args.src,
-            arch=converters.resolve_arch(args.arch), arch_name=name,
-            img_size=args.img_size, patch_size=args.patch_size,
-            converter='tools/model_converters/official_to_mmpretrain.py')
-        converters.save_mmpretrain(state_dict, args.dst, meta)
-    except ValueError as e:
-        sys.exit(f'error: {e}')
-    groups = Counter(
-        next((p for p in converters.DROP_PREFIXES[args.format]
-              if k.startswith(p)), k) for k in dropped)
-    print(f'converted {len(state_dict)} tensors ({args.format}, '
-          f'arch {args.arch}) -> {args.dst}')
-    print('dropped: ' + (', '.join(f'{p}* ({n})' for p, n in groups.items())
-                         or 'nothing'))
-    entry = converters.LAYOUTS[args.format][0]
-    ignored = [k for k in checkpoint if k != entry]
-    print(f'ignored top-level entries: {ignored}')
-    print('strict load into mmpretrain.VisionTransformer: passed')
-
+from mmmoma.apis.official_to_mmpretrain import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

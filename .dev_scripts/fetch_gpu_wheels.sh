@@ -2,8 +2,8 @@
 # Download the pure-Python OpenMMLab wheels that a CUDA box with Python 3.12
 # and torch preinstalled (but no network) needs to import mmmoma, and 20
 # real ImageNet JPEGs (from foolbox's wheel) into DEST/images for the data
-# measurements of gpu_benchmark.py --images:
-#   bash tools/analysis_tools/fetch_gpu_wheels.sh .whl
+# measurements of .dev_scripts/gpu_benchmark.py --images:
+#   bash .dev_scripts/fetch_gpu_wheels.sh .whl
 # There, before running anything of this repository:
 #   python3 -m pip install -q --no-index --no-deps --no-compile \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site

@@ -1,9 +1,10 @@
-"""loader_timing: steady-state batches, step calls and a short loader."""
+"""mmmoma.apis.benchmark.timing: steady-state batches, step calls and a short
+loader."""
 import pytest
 import torch
 
-from mmmoma.datasets.loader_timing import (batch_images, loader_batches,
-                                           time_loader)
+from mmmoma.apis.benchmark.timing import (batch_images, loader_batches,
+                                          time_loader)
 
 
 class FakeLoader:

@@ -2,34 +2,39 @@
 
 First checks on the ViT-B config that the fast options give the naive
 losses (bf16 rounding apart) and that flash attention runs; then times
-training steps with ``tools/benchmark.py`` (random teachers, synthetic
-images, bf16 autocast), one process per measurement so that an
+training steps with ``python tools/benchmark.py`` (random teachers,
+synthetic images, bf16 autocast), one process per measurement so that an
 out-of-memory or a compiler failure stays in it: the 2-teacher ViT-B config
 naive, ``--fast`` and ``--fast --compile`` at batch 256 and 512, then the
 single-teacher and ViT-S / ViT-T configs naive and ``--fast`` at 256, and
 MMPretrain's MAE ViT-B step (for the cost of its 1600 epochs on the same
 GPU). With ``--images DIR`` (JPEGs; ``fetch_gpu_wheels.sh`` puts ImageNet
 samples in ``.whl/images``) also the MOMA ImageNet pipeline with 1 to 14
-dataloader workers (``data_benchmark.py``) and the fast step with that
-dataloader in the loop. Measurements that would not finish within
-``--budget-s`` are skipped. Prints
-a table last and writes ``gpu_benchmark.json`` (every result) and
-``gpu_benchmark.log`` (every command's output) into ``--out-dir`` (default:
-``$OUT``). On a CUDA box without network, with the wheels that
-``fetch_gpu_wheels.sh`` downloads carried in ``.whl``::
+dataloader workers (``tools/analysis_tools/data_benchmark.py``) and the fast
+step with that dataloader in the loop. Measurements that would not finish
+within ``--budget-s`` are skipped. Prints a table last and writes
+``gpu_benchmark.json`` (every result) and ``gpu_benchmark.log`` (every
+command's output) into ``--out-dir`` (default: ``$OUT``). The wheels come
+first, on a machine with network::
 
-    python3 -m pip install -q --no-index --no-deps --no-compile \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    PYTHONUNBUFFERED=1 python3 tools/analysis_tools/gpu_benchmark.py \
-        --out-dir results --images .whl/images
+    bash .dev_scripts/fetch_gpu_wheels.sh .whl
+
+Then on a CUDA box without network, with ``.whl`` carried there::
+
+    pip_args="--no-index --no-deps --no-compile --target /tmp/site"
+    python3 -m pip install -q $pip_args .whl/*.whl
+    export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+    python3 .dev_scripts/gpu_benchmark.py --images .whl/images --out-dir out
 
 At most ``--budget-s`` (420) seconds plus start-up on an H100. ``--tiny``
 runs a short plan on the CPU with the tiny test config, to check this
-script.
+script; ``--in-process`` calls the package functions behind the tools
+(``mmmoma.apis.benchmark.step.main``...) in this process instead.
 """
 import argparse
 import contextlib
 import copy
+import importlib
 import io
 import json
 import os
@@ -41,10 +46,15 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCHMARK = osp.join(ROOT, 'tools', 'benchmark.py')
 DATA_BENCHMARK = osp.join(ROOT, 'tools', 'analysis_tools',
                           'data_benchmark.py')
+# What --in-process calls instead of each tool script: its package module.
+TOOL_MODULES = {
+    BENCHMARK: 'mmmoma.apis.benchmark.step',
+    DATA_BENCHMARK: 'mmmoma.apis.benchmark.data',
+}
 TINY = osp.join(ROOT, 'tests', 'data', 'configs', 'moma_tiny_cpu.py')
 VIT_B = 'configs/moma/moma_vit-b_moco-mae_100e.py'
 # MMPretrain's MAE recipe, found the way ``mmpretrain::`` bases are.
@@ -178,14 +188,17 @@ def benchmark_argv(item: dict, args: argparse.Namespace,
     if item['profile']:
         argv += ['--profile', str(item['profile'])]
     if item['data_root']:
-        from mmmoma.datasets.loader_timing import loader_batches
+        from mmmoma.apis.benchmark.timing import loader_batches
 
         # One epoch holds the warm and timed batches of each loader that
         # benchmark.py builds (the loader alone, then feeding the step).
         batches = sum(loader_batches(args.data_workers[-1], item['iters']))
-        root = args.images if item['data_root'] == 'folder' else \
-            imagenet_layout(args.images, osp.join(args.work_dir, 'in1k'),
-                            item['batch'] * batches)
+        if item['data_root'] == 'folder':
+            root = args.images
+        else:
+            root = imagenet_layout(args.images,
+                                   osp.join(args.work_dir, 'in1k'),
+                                   item['batch'] * batches)
         argv += [
             '--data',
             str(item['iters']), '--data-in-loop', '--cfg-options',
@@ -209,13 +222,9 @@ def run_in_subprocess(argv: List[str], timeout: float) -> str:
 
 
 def run_in_process(argv: List[str], timeout: float) -> str:
-    """Run a tool script's ``main`` in this process (tests; no timeout)."""
-    import importlib.util
-    script = argv[0]
-    spec = importlib.util.spec_from_file_location(
-        'mmmoma_' + osp.splitext(osp.basename(script))[0], script)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    """Run the ``main`` of a tool's package module in this process (tests;
+    no timeout)."""
+    tool = importlib.import_module(TOOL_MODULES[argv[0]])
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         tool.main(argv[1:])
@@ -276,8 +285,8 @@ def check_equivalence(config: str, device_name: Optional[str],
                                         ids_restore)[0]
             got = fast.teacher_targets(name, images, ids_keep,
                                        ids_restore)[0]
-            ref_loss, got_loss = losses[0][f'loss_{name}'], \
-                losses[1][f'loss_{name}']
+            ref_loss = losses[0][f'loss_{name}']
+            got_loss = losses[1][f'loss_{name}']
             result['teachers'][name] = {
                 'target_rel_err':
                 float((got - ref).norm() / ref.norm()),
@@ -342,8 +351,8 @@ def run_plan(plan: List[dict], args: argparse.Namespace,
 def table(rows: List[dict]) -> str:
     naive: Dict[tuple, float] = {}
     for row in rows:
-        if row['status'] == 'ok' and '--fast' not in row['flags'] and \
-                'images_per_s' in row['result']:
+        if (row['status'] == 'ok' and '--fast' not in row['flags']
+                and 'images_per_s' in row['result']):
             naive.setdefault((row['config'], row['batch']),
                              row['result']['images_per_s'])
     lines = [
@@ -371,8 +380,8 @@ def table(rows: List[dict]) -> str:
         mem = res.get('gpu_peak_allocated_gib', res.get('cpu_peak_rss_gib'))
         teach = res.get('teacher_forward_ms') or 0.0
         # Images/s of one teacher's forward alone (the teachers run in turn).
-        per_teacher = res['batch_size'] * res.get('num_teachers', 1) / teach \
-            * 1e3 if teach else 0.0
+        per_teacher = (res['batch_size'] * res.get('num_teachers', 1) / teach
+                       * 1e3 if teach else 0.0)
         status = 'ok'
         if 'data_in_loop_images_per_s' in res:
             status += (f', with data {res["data_in_loop_images_per_s"]:.0f}'
@@ -428,8 +437,8 @@ def main(argv=None) -> dict:
     os.makedirs(args.out_dir, exist_ok=True)
     if args.peak_tflops is None and not args.tiny:
         import torch
-        name = torch.cuda.get_device_name() if torch.cuda.is_available() \
-            else ''
+        name = (torch.cuda.get_device_name()
+                if torch.cuda.is_available() else '')
         args.peak_tflops = next(
             (v for k, v in PEAK_TFLOPS.items() if k in name), None)
     summary = {'argv': argv if argv is not None else sys.argv[1:]}

@@ -1,0 +1,156 @@
+"""The study's rows, presets and fixed settings.
+
+Every row is a model of the table: a reference, a teacher or a student
+(``kind='moma'``) with its teachers, initialisation, mask ratio, neck,
+loss and seeds; every (row, seed) is one run.
+"""
+import os.path as osp
+from typing import List
+
+from ..common import REPO_ROOT
+
+TEACHER_CONFIGS = {
+    'mae': osp.join(REPO_ROOT, 'configs', 'demo',
+                    'mae_vit-tiny-p4_1xb128-coslr_fmnist.py'),
+    'mocov3': osp.join(REPO_ROOT, 'configs', 'demo',
+                       'mocov3_vit-tiny-p4_1xb128-coslr_fmnist.py'),
+}
+STUDENT_CONFIG = osp.join(REPO_ROOT, 'configs', 'study',
+                          'moma_vit-tiny-p4_moco-mae_1xb128-coslr_fmnist.py')
+SEG_CONFIG = osp.join(
+    REPO_ROOT, 'configs', 'study',
+    'upernet_vit-tiny-p4_moma-pre_1xb8-2k_fmnist-scenes-64x64.py')
+# The evaluated network of every row: the study's ViT, its class token after
+# the final LayerNorm (MAE's encoder output, MoCo v3's projector input).
+EVAL_ARCH = dict(
+    embed_dims=128, num_layers=4, num_heads=4, feedforward_channels=512)
+KNN = dict(k=20, temperature=0.07)
+PROBE = dict(weight_decay=1e-4)  # and max_iter: the preset's probe_iters
+TEACHER_NAMES = {'mae': 'MAE', 'mocov3': 'MoCo v3'}
+
+# Per preset: images per epoch (None: all 60k), epochs, batch, seeds of the
+# main rows and of the ablations, evaluation sizes (bank = first N train
+# images, queries = first M test images), the k-NN monitor during training,
+# segmentation sizes, parallel runs, and seconds per item for the ETA
+# (smoke: measured on 2 cores; cpu: scaled from the demo's 2-core timings;
+# gpu: a guess, no GPU was at hand; see the protocol).
+PRESETS = {
+    'smoke':
+    dict(
+        train_samples=256,
+        teacher_epochs=dict(mae=2, mocov3=2),
+        student_epochs=1,
+        batch_size=128,
+        num_workers=0,
+        amp=False,
+        seeds=[0],  # one seed: the spread logic is tested without training
+        ablation_seeds=[0],
+        eval_train=500,
+        eval_test=250,
+        probe_iters=50,
+        hook_train=256,
+        hook_test=128,
+        monitor_every=1,
+        seg=dict(num_train=16, num_val=8, iters=4, batch_size=4, workers=0),
+        jobs=2,
+        estimate=dict(mae=20, mocov3=25, student=20, eval=3, seg=20)),
+    'cpu':
+    dict(
+        train_samples=10000,
+        teacher_epochs=dict(mae=8, mocov3=8),
+        student_epochs=2,
+        batch_size=128,
+        num_workers=0,
+        amp=False,
+        seeds=[0, 1, 2],
+        ablation_seeds=[0],
+        eval_train=10000,
+        eval_test=10000,
+        probe_iters=200,
+        hook_train=2000,
+        hook_test=1000,
+        monitor_every=1,
+        seg=dict(num_train=500, num_val=200, iters=300, batch_size=8,
+                 workers=0),
+        jobs=1,
+        estimate=dict(mae=230, mocov3=890, student=100, eval=50, seg=330)),
+    'gpu':
+    dict(
+        train_samples=None,
+        teacher_epochs=dict(mae=16, mocov3=16),
+        student_epochs=4,
+        batch_size=512,
+        num_workers=3,
+        amp=True,
+        seeds=[0, 1, 2],
+        ablation_seeds=[0],
+        eval_train=60000,
+        eval_test=10000,
+        probe_iters=200,
+        hook_train=10000,
+        hook_test=10000,
+        monitor_every=2,
+        seg=dict(num_train=2000, num_val=500, iters=1000, batch_size=16,
+                 workers=2),
+        jobs=4,
+        estimate=dict(mae=100, mocov3=160, student=41, eval=5, seg=90)),
+}
+
+
+def study_rows(preset: dict) -> List[dict]:
+    """Every row of the study, in table order."""
+    student = dict(
+        kind='moma',
+        init=None,
+        mask_ratio=0.9,
+        masked_teacher=False,
+        neck='decoder',
+        loss='smooth_l1',
+        teachers=['mocov3', 'mae'],
+        seeds=list(preset['seeds']),
+        group='main')
+    rows = [
+        dict(id='random', group='reference', kind=None, teachers=[],
+             init=None, seeds=[0], label='random student, untrained'),
+        dict(id='teacher-mae', group='teacher', kind='mae', teachers=[],
+             init=None, seeds=[0], label='MAE teacher'),
+        dict(id='teacher-mocov3', group='teacher', kind='mocov3',
+             teachers=[], init=None, seeds=[0], label='MoCo v3 teacher'),
+        dict(student, id='moco-to-mae', teachers=['mocov3'], init='mae',
+             label='MoCo v3 -> MAE-initialised student'),
+        dict(student, id='mae-to-moco', teachers=['mae'], init='mocov3',
+             label='MAE -> MoCo-v3-initialised student'),
+        dict(student, id='moco-mae',
+             label='MoCo v3 + MAE -> random student (MOMA)'),
+        dict(student, id='moco-only', teachers=['mocov3'],
+             label='MoCo v3 -> random student'),
+        dict(student, id='mae-only', teachers=['mae'],
+             label='MAE -> random student'),
+    ]
+    ablation = dict(student, group='ablation',
+                    seeds=list(preset['ablation_seeds']))
+    for ratio in (0.5, 0.75, 0.95):
+        rows.append(dict(ablation, id=f'mask-{ratio:g}', mask_ratio=ratio,
+                         label=f'MOMA, mask ratio {ratio:g}'))
+    rows += [
+        dict(ablation, id='masked-teacher', masked_teacher=True,
+             label='MOMA, teacher input masked'),
+        dict(ablation, id='neck-linear', neck='linear',
+             label="MOMA, neck 'linear'"),
+        dict(ablation, id='neck-mlp', neck='mlp', label="MOMA, neck 'mlp'"),
+        dict(ablation, id='loss-mse', loss='mse', label='MOMA, MSE loss'),
+    ]
+    for row in rows:
+        if row['kind'] == 'moma':
+            row['epochs'] = preset['student_epochs']
+        elif row['kind']:
+            row['epochs'] = preset['teacher_epochs'][row['kind']]
+        else:
+            row['epochs'] = 0
+    return rows
+
+
+def run_key(row: dict, seed: int) -> str:
+    """The name of one run: ``<row id>-s<seed>``."""
+    return f'{row["id"]}-s{seed}'
+

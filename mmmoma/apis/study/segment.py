@@ -1,0 +1,123 @@
+"""Segmentation of the study: UperNet on composed Fashion-MNIST scenes with
+a run's backbone, trained and validated by ``tools/train.py``."""
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+import time
+from typing import Optional
+
+from mmmoma.datasets.fmnist_scenes import make_scenes
+from ..common import (REPO_ROOT, Progress, config_hash, fmt_time, read_cache,
+                      read_json, run_tool, write_cache)
+from .rows import SEG_CONFIG
+
+
+def prepare_scenes(work: str, preset: dict, data_root: Optional[str],
+                   progress: Progress) -> str:
+    """The composed-scene dataset (ADE20K layout), made once per setting.
+
+    Returns:
+        str: Its folder, ``<work>/seg/scenes``.
+    """
+    seg = preset['seg']
+    out = osp.join(work, 'seg', 'scenes')
+    wanted = dict(num_train=seg['num_train'], num_val=seg['num_val'],
+                  size=64, seed=0)
+    meta_path = osp.join(out, 'meta.json')
+    if osp.isfile(meta_path):
+        meta = read_json(meta_path)
+        have = dict(
+            num_train=meta['splits']['training']['num_images'],
+            num_val=meta['splits']['validation']['num_images'],
+            size=meta['size'],
+            seed=meta['seed'])
+        if have == wanted:
+            return out
+    kwargs = {'fmnist_root': data_root} if data_root else {}
+    make_scenes(out, overwrite=True, command='tools/study.py', **kwargs,
+                **wanted)
+    progress.log(f'segmentation data: {seg["num_train"]} + {seg["num_val"]}'
+                 f' scenes of 64x64 in {out}')
+    return out
+
+
+def read_miou(run_dir: str) -> Optional[float]:
+    """The last validation mIoU (%) in the run's ``vis_data/scalars.json``."""
+    miou = None
+    for path in glob.glob(osp.join(run_dir, '*', 'vis_data',
+                                   'scalars.json')):
+        with open(path) as f:
+            for line in f:
+                entry = json.loads(line)
+                if 'mIoU' in entry:
+                    # mmseg's value (2 decimals) as a float32: to 4 decimals,
+                    # as MMEngine logs it
+                    miou = round(float(entry['mIoU']), 4)
+    return miou
+
+
+def segment(name: str, checkpoint: str, scenes: str, work: str,
+            preset: dict, force: bool, progress: Progress) -> dict:
+    """UperNet on the scenes with ``checkpoint`` as backbone; its mIoU.
+
+    ``tools/train.py`` trains and then validates the final weights on the
+    validation scenes (the config's test set too), in the same process:
+    one start-up per model instead of two with ``tools/test.py``.
+
+    Returns:
+        dict: ``miou`` (%) and ``seg_seconds``.
+    """
+    seg = preset['seg']
+    iters = seg['iters']
+    run_dir = osp.join(work, 'seg', name)
+    key = dict(
+        checkpoint=checkpoint,
+        mtime=osp.getmtime(checkpoint),
+        config_hash=config_hash(SEG_CONFIG),
+        seg=seg,
+        scenes=read_json(osp.join(scenes, 'meta.json'))['splits'])
+    cache = osp.join(run_dir, 'result.json')
+    cached = read_cache(cache, key, force)
+    if cached is not None:
+        progress.finish(f'seg {name}')
+        return cached
+    if osp.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir)
+    roots = [f'{split}_dataloader.dataset.data_root={scenes}'
+             for split in ('train', 'val')]
+    # a warm-up of at least 2 iterations: MMEngine's LinearLR with end=1
+    # never leaves its start factor
+    warmup = min(100, max(2, iters // 10))
+    progress.log(f'segmentation {name}: UperNet, {iters} iterations')
+    start = time.time()
+    log_path = osp.join(run_dir, 'train.log')
+    run_tool([
+        sys.executable,
+        osp.join(REPO_ROOT, 'tools', 'train.py'), SEG_CONFIG, '--work-dir',
+        run_dir, '--cfg-options',
+        f'model.backbone.init_cfg.checkpoint={checkpoint}', *roots,
+        f'train_dataloader.batch_size={seg["batch_size"]}',
+        f'train_dataloader.num_workers={seg["workers"]}',
+        f'train_dataloader.persistent_workers={seg["workers"] > 0}',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        f'param_scheduler.0.end={warmup}',
+        f'param_scheduler.1.begin={warmup}',
+        f'param_scheduler.1.end={iters}',
+        f'default_hooks.checkpoint.interval={iters}',
+        f'default_hooks.logger.interval={max(1, min(50, iters // 4))}'
+    ], log_path, f'segmentation training ({name})')
+    miou = read_miou(run_dir)
+    if miou is None:
+        raise SystemExit(f'segmentation ({name}): no validation mIoU in '
+                         f'{run_dir}/*/vis_data/scalars.json (log: '
+                         f'{log_path})')
+    results = dict(miou=miou, seg_seconds=time.time() - start)
+    write_cache(cache, key, results)
+    progress.finish(f'seg {name}')
+    progress.log(f'segmentation {name}: mIoU {results["miou"]:.2f} '
+                 f'({fmt_time(results["seg_seconds"])})')
+    return results

@@ -1,0 +1,45 @@
+"""mmmoma.apis.study: run configs and segmentation results, no training."""
+import json
+
+from mmengine.config import Config
+
+from mmmoma.apis import study
+from mmmoma.apis.study.runs import checkpoint_of, write_run_config
+from mmmoma.apis.study.segment import read_miou
+
+
+def test_read_miou_takes_the_last_validation(tmp_path):
+    assert read_miou(str(tmp_path)) is None
+    path = tmp_path / '20240101_000000' / 'vis_data' / 'scalars.json'
+    path.parent.mkdir(parents=True)
+    lines = [{'loss': 1.0, 'iter': 4, 'step': 4},
+             {'aAcc': 80.0, 'mIoU': 12.5, 'mAcc': 20.0, 'step': 4},
+             {'loss': 0.5, 'iter': 8, 'step': 8},
+             {'aAcc': 9.0, 'mIoU': 1.2799999713897705, 'step': 8}]
+    path.write_text(''.join(json.dumps(e) + '\n' for e in lines))
+    assert read_miou(str(tmp_path)) == 1.28  # float32 in the file
+
+
+def test_run_config_holds_the_row(tmp_path):
+    rows = {r['id']: r for r in study.study_rows(study.PRESETS['smoke'])}
+    work = str(tmp_path)
+    for kind in ('mae', 'mocov3'):  # the teachers a student depends on
+        path = tmp_path / checkpoint_of(work, f'teacher-{kind}-s0', kind)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b'')
+    extra = {'custom_hooks.0.interval': 1}
+    config, teachers = write_run_config(work, rows['moco-to-mae'], 0, extra)
+    assert set(teachers) == {'mocov3'}
+    cfg = Config.fromfile(config)
+    assert set(cfg.model.teachers) == {'mocov3'}
+    assert cfg.model.backbone.init_cfg.checkpoint == checkpoint_of(
+        work, 'teacher-mae-s0', 'mae')
+    assert cfg.study_run.options == extra
+    assert cfg.randomness.seed == 0
+    mtime = (tmp_path / 'runs/moco-to-mae-s0/config.py').stat().st_mtime_ns
+    write_run_config(work, rows['moco-to-mae'], 0, extra)  # unchanged
+    assert (tmp_path / 'runs/moco-to-mae-s0/config.py').stat(
+    ).st_mtime_ns == mtime
+    config, teachers = write_run_config(work, rows['teacher-mae'], 0, extra)
+    assert teachers == {}
+    assert Config.fromfile(config).model.type == 'MAE'
