@@ -7,7 +7,8 @@ compat.apply_all()
 from .datasets import (FashionMNISTIdx,  # noqa: E402
                        FastRandomResizedCrop)
 from .engine import (EpochSeedHook, KNNEvalHook,  # noqa: E402
-                     LayerDecayOptimWrapperConstructor, NonFiniteLossHook)
+                     LayerDecayOptimWrapperConstructor, NonFiniteLossHook,
+                     PreemptionHook)
 from .evaluation import knn_evaluate  # noqa: E402
 from .models import (FrozenTeachers, MomaAlgorithm, MomaNeck,  # noqa: E402
                      MomaViT, SmoothL1AlignHead, TeacherCache)
@@ -17,5 +18,6 @@ __all__ = [
     '__version__', 'compat', 'EpochSeedHook', 'FashionMNISTIdx',
     'FastRandomResizedCrop', 'FrozenTeachers', 'KNNEvalHook', 'knn_evaluate',
     'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm', 'MomaNeck',
-    'MomaViT', 'NonFiniteLossHook', 'SmoothL1AlignHead', 'TeacherCache'
+    'MomaViT', 'NonFiniteLossHook', 'PreemptionHook', 'SmoothL1AlignHead',
+    'TeacherCache'
 ]

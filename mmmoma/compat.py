@@ -15,9 +15,8 @@ mmpretrain 1.2 and mmsegmentation 1.2, and their fixes:
   lets the pure-Python parts (transforms) import; compiled ops still raise.
 - ``weights_only`` loads: torch >= 2.6 refuses MMEngine's own checkpoints
   (they pickle a ``HistoryBuffer``). The few types a Runner checkpoint
-  holds are allowlisted (``mmmoma.checkpoint_safety``), so every load keeps
-  ``weights_only=True``; only ``Runner.resume`` of the project's own
-  checkpoints may unpickle more.
+  holds are allowlisted (``mmmoma.checkpoint_safety``), so every load,
+  ``Runner.resume`` included, keeps ``weights_only=True``.
 - atomic checkpoints: MMEngine writes checkpoints and ``last_checkpoint``
   in place; a kill mid-write would leave a truncated file to resume from.
 - numpy 2: mmcv's ``adjust_hue`` overflows for a negative hue factor, and
@@ -26,15 +25,13 @@ mmpretrain 1.2 and mmsegmentation 1.2, and their fixes:
   the packages in its own table, and would tag every base loaded that way
   with ``_scope_='mmmoma'``, a registry scope that does not exist.
 """
-import contextlib
-import contextvars
 import importlib
 import importlib.machinery
 import importlib.util
 import os
 import sys
 import types
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,85 +81,58 @@ def fix_mmcv_ext() -> bool:
 
 
 # --------------------------------------------------------------- torchvision
-_TV_SCHEMAS = {
-    'nms': 'nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor',
-    'qnms': 'qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor',
-}
-_tv_library = None  # keep the Library alive: dropping it drops the schemas
-
-
 def fix_torchvision() -> bool:
-    """Let a torchvision whose C++ ops do not match torch import."""
-    global _tv_library
-    if importlib.util.find_spec('torchvision') is None:
-        return False
-    try:
-        importlib.import_module('torchvision')
-        return False
-    except RuntimeError as err:
-        if 'torchvision::' not in str(err):
-            raise
-    for name in [m for m in sys.modules
-                 if m == 'torchvision' or m.startswith('torchvision.')]:
-        del sys.modules[name]
-    _tv_library = torch.library.Library('torchvision', 'DEF')
-    for schema in _TV_SCHEMAS.values():
-        _tv_library.define(schema)
-    importlib.import_module('torchvision')
-    return True
+    """Let a torchvision whose compiled ops do not load into torch import.
 
-
-# ------------------------------------------------------------ trusted resume
-_TRUSTED_LOAD = contextvars.ContextVar('mmmoma_trusted_load', default=False)
-
-
-@contextlib.contextmanager
-def trusted_checkpoint_load() -> Iterator[None]:
-    """Within this context, local checkpoints load with weights_only=False.
-
-    Only for checkpoints this project's Runner wrote itself (resume).
+    The schemas come from the top-level ``_mmmoma_torchvision`` module, the
+    one definition this fix and the venv's start-up hook share.
     """
-    token = _TRUSTED_LOAD.set(True)
-    try:
-        yield
-    finally:
-        _TRUSTED_LOAD.reset(token)
+    import _mmmoma_torchvision as tv
+    if 'torchvision' in sys.modules or importlib.util.find_spec(
+            'torchvision') is None or tv.compiled_ops_load():
+        return False
+    # Submodules a failed ``import torchvision`` may have left behind.
+    for name in [m for m in sys.modules if m.startswith('torchvision.')]:
+        del sys.modules[name]
+    return tv.define_schemas()
 
 
+# ------------------------------------------------------ weights_only loads
 def _torch_defaults_to_weights_only() -> bool:
     major, minor = (int(v) for v in torch.__version__.split('.')[:2])
     return (major, minor) >= (2, 6)
 
 
 def fix_weights_only_resume() -> bool:
-    """Load the project's own checkpoints fully on ``Runner.resume`` only."""
-    if not _torch_defaults_to_weights_only():
-        return False
-    from mmengine.runner import Runner
+    """Make MMEngine's local loads, ``Runner.resume`` included, weights-only.
+
+    MMEngine's loader calls ``torch.load`` without ``weights_only``, so what
+    it unpickles depends on torch's default (and on
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``). Here every local load, the
+    resume of the project's own checkpoints too, passes
+    ``weights_only=True`` with the Runner types of
+    :mod:`mmmoma.checkpoint_safety` allowed, so that a file given to
+    ``--resume`` or ``load_from`` cannot run code.
+    """
+    if getattr(torch.serialization, 'add_safe_globals', None) is None:
+        return False  # torch < 2.4: no allowlist, Runner types cannot load
     from mmengine.runner import checkpoint as ckpt_mod
-    if getattr(Runner.resume, '__mmmoma_patched__', False):
+    from .checkpoint_safety import runner_checkpoint_load
+    current = ckpt_mod.CheckpointLoader._schemes.get('')
+    if getattr(current, '__mmmoma_patched__', False):
         return False
 
     def load_from_local(filename, map_location):
         filename = os.path.expanduser(filename)
         if not os.path.isfile(filename):
             raise FileNotFoundError(f'{filename} can not be found.')
-        return torch.load(
-            filename,
-            map_location=map_location,
-            weights_only=not _TRUSTED_LOAD.get())
+        with runner_checkpoint_load():
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
 
+    load_from_local.__mmmoma_patched__ = True
     ckpt_mod.CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local, force=True)
-    original = Runner.resume
-
-    def resume(self, *args, **kwargs):
-        with trusted_checkpoint_load():
-            return original(self, *args, **kwargs)
-
-    resume.__mmmoma_patched__ = True
-    resume.__doc__ = original.__doc__
-    Runner.resume = resume
     return True
 
 

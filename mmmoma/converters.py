@@ -3,15 +3,16 @@
 Official MAE files keep timm-named weights under ``model``; official MoCo
 v3 files keep them under ``state_dict``, prefixed
 ``module.base_encoder.``, beside the momentum encoder and the predictor.
-The timm -> MMPretrain renames are :data:`_RENAMES`. Both formats load into
-``mmpretrain.VisionTransformer``: MMPretrain's ``MoCoV3ViT`` differs from it
-only in initialisation and freezing, and gives the same features.
+The renames (both ways: :func:`to_timm`) come from :data:`_KEY_MAP`. Both
+formats load into ``mmpretrain.VisionTransformer``: MMPretrain's
+``MoCoV3ViT`` differs from it only in initialisation and freezing, and gives
+the same features.
 """
 import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmpretrain.models import VisionTransformer
@@ -33,16 +34,60 @@ DROP_PREFIXES = {
     'mocov3': ('module.base_encoder.head.', 'module.momentum_encoder.',
                'module.predictor.'),
 }
-# First match wins: the generic `blocks.N.` rule follows the specific ones.
-_RENAMES = [(re.compile(p), r) for p, r in [
-    (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
-    (r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
-    (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
-    (r'^blocks\.(\d+)\.mlp\.fc1\.', r'layers.\1.ffn.layers.0.0.'),
-    (r'^blocks\.(\d+)\.mlp\.fc2\.', r'layers.\1.ffn.layers.1.'),
-    (r'^blocks\.(\d+)\.', r'layers.\1.'),  # attn.qkv and attn.proj keep names
-    (r'^norm\.', 'ln1.'),
-]]
+# One table for both directions: timm (the official MAE / MoCo v3 layout)
+# key prefix, MMPretrain's. First match wins: the generic block rule follows
+# the specific ones. Keys no rule matches (cls_token, pos_embed) keep their
+# name.
+_KEY_MAP = (
+    ('patch_embed.proj.', 'patch_embed.projection.'),
+    ('blocks.{i}.norm1.', 'layers.{i}.ln1.'),
+    ('blocks.{i}.norm2.', 'layers.{i}.ln2.'),
+    ('blocks.{i}.mlp.fc1.', 'layers.{i}.ffn.layers.0.0.'),
+    ('blocks.{i}.mlp.fc2.', 'layers.{i}.ffn.layers.1.'),
+    ('blocks.{i}.', 'layers.{i}.'),  # attn.qkv and attn.proj keep names
+    ('norm.', 'ln1.'),
+)
+
+
+def _key_rules(src: int) -> List[Tuple[re.Pattern, str]]:
+    """Regex renames from column ``src`` of :data:`_KEY_MAP` to the other."""
+    rules = []
+    for pair in _KEY_MAP:
+        pattern = re.escape(pair[src]).replace(re.escape('{i}'), r'(\d+)')
+        rules.append((re.compile(f'^{pattern}'),
+                      pair[1 - src].replace('{i}', r'\1')))
+    return rules
+
+
+_RENAMES = _key_rules(0)  # timm -> MMPretrain
+_TO_TIMM = _key_rules(1)  # MMPretrain -> timm
+
+
+def rename_keys(state_dict: Dict[str, torch.Tensor],
+                rules: List[Tuple[re.Pattern, str]]) -> OrderedDict:
+    """``state_dict`` with each key renamed by the first rule that matches."""
+    out = OrderedDict()
+    for name, value in state_dict.items():
+        for pattern, repl in rules:
+            if pattern.match(name):
+                name = pattern.sub(repl, name)
+                break
+        out[name] = value
+    return out
+
+
+def to_timm(state_dict: Dict[str, torch.Tensor]) -> OrderedDict:
+    """An MMPretrain ViT's weights (no prefix) under timm's names.
+
+    Args:
+        state_dict (dict): ``VisionTransformer`` / ``MAEViT`` weights.
+
+    Returns:
+        OrderedDict: The same tensors, for ``timm``'s ``VisionTransformer``.
+    """
+    return rename_keys(state_dict, _TO_TIMM)
+
+
 # MoCo v3's ViT-S is not mmpretrain's 's'; MoCoV3ViT adds it to the shared
 # arch_zoo only once an instance is built, so it is spelled out here.
 _EXTRA_ARCHS = dict.fromkeys(['mocov3-s', 'mocov3-small'], dict(
@@ -59,7 +104,9 @@ def load_official(path: str) -> object:
         object: What the file holds, normally a dict.
     """
     if not os.path.isfile(path):
-        raise ValueError(f'SRC {path!r} does not exist or is not a file.')
+        raise ValueError(f'SRC {path!r} does not exist or is not a file. '
+                         'Allowed: an official MAE (mae_pretrain_vit_*.pth) '
+                         'or MoCo v3 (vit-*-300ep.pth.tar) checkpoint.')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
@@ -122,20 +169,15 @@ def convert_official(checkpoint: dict, fmt: str,
             f"--format/fmt='mae' expects a pre-trained MAE encoder "
             f'(mae_pretrain_vit_*.pth), but the file holds {finetuned[:4]}: '
             'it is a fine-tuned model, which this converter refuses.')
-    out = OrderedDict()
+    kept = OrderedDict()
     for key, value in weights.items():
         if key.startswith(DROP_PREFIXES[fmt]):
             if dropped is not None:
                 dropped.append(key)
             continue
-        # Unknown keys keep their name, so that the strict load reports them.
-        name = key[len(prefix):] if key.startswith(prefix) else key
-        for pattern, repl in _RENAMES:
-            if pattern.match(name):
-                name = pattern.sub(repl, name)
-                break
-        out[name] = value
-    return out
+        kept[key[len(prefix):] if key.startswith(prefix) else key] = value
+    # Unknown keys keep their name, so that the strict load reports them.
+    return rename_keys(kept, _RENAMES)
 
 
 def add_prefix(state_dict: Dict[str, torch.Tensor],
@@ -218,5 +260,6 @@ def save_mmpretrain(state_dict: Dict[str, torch.Tensor], path: str,
     """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise ValueError(f'DST {path!r}: no directory {directory!r}.')
+        raise ValueError(f'DST {path!r}: no directory {directory!r}. '
+                         'Allowed: a file in an existing folder.')
     atomic_save({'state_dict': add_prefix(state_dict), 'meta': meta}, path)

@@ -10,14 +10,15 @@
 - :func:`load_checkpoint`: the one reading policy. ``weights_only=True``
   always, so that a foreign file cannot run code, with the MMEngine Runner
   types of :mod:`mmmoma.checkpoint_safety` allowed; errors name the config
-  key or argument the path came from.
+  key or argument the path came from. :func:`check_finite` refuses weights
+  holding NaN or Inf when they are read, not at the first loss.
 """
 import contextlib
 import os
 import pickle
 import re
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -61,16 +62,38 @@ def atomic_write(path: str, mode: str = 'wb', **kwargs) -> Iterator:
             os.fsync(f.fileno())
         os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        # torch.save reports a failed write as "unexpected pos 704 vs 598";
+        # say which file and why, and that the old one is still whole.
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        raise OSError(
+            cause.errno,
+            f'{path} could not be written: {reason} ({cause}). The previous '
+            f'{os.path.basename(path)}, if any, is unchanged and the '
+            'partial temporary file was removed; free space (or fix the '
+            'cause) and run again, with --resume for training.') from err
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _os_error_in(err: BaseException) -> Optional[OSError]:
+    """The ``OSError`` that ``err`` is or was raised from, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -89,8 +112,7 @@ def load_checkpoint(path: str, name: str = 'checkpoint') -> Any:
     """Read a checkpoint without running any code it may pickle.
 
     Local files go to ``torch.load(weights_only=True)`` directly, so that
-    the load stays safe whatever torch's default and even inside the
-    trusted resume context of :mod:`mmmoma.compat`; MMEngine Runner
+    the load stays safe whatever torch's default; MMEngine Runner
     checkpoints pass through the allowlist of
     :mod:`mmmoma.checkpoint_safety`. Remote files are fetched by MMEngine's
     loader. The result is on the CPU.
@@ -144,3 +166,46 @@ def load_checkpoint(path: str, name: str = 'checkpoint') -> Any:
             f'{name}={path!r} could not be loaded with '
             f'weights_only=True ({type(err).__name__}: {err}). Allowed: a '
             'complete torch.save file of tensors.') from err
+
+
+#: How many non-finite tensors :func:`check_finite` names.
+_SHOWN_TENSORS = 5
+
+
+def check_finite(state: Dict[str, Any], what: str) -> None:
+    """Fail when a floating-point tensor of ``state`` holds NaN or Inf.
+
+    A damaged file, or one saved after a step that diverged, would
+    otherwise load silently and show only as a NaN loss, or as
+    meaningless teacher targets.
+
+    Args:
+        state (dict[str, torch.Tensor]): Weights, by name; other values
+            are skipped.
+        what (str): Where ``state`` came from, for the message (e.g.
+            ``"teachers.mae.init_cfg.checkpoint='t.pth'"``).
+
+    Raises:
+        ValueError: Naming the first tensors with NaN or Inf and how many
+            of their values are.
+    """
+    bad = []
+    for name, value in state.items():
+        if not (isinstance(value, torch.Tensor)
+                and value.is_floating_point()):
+            continue
+        finite = torch.isfinite(value)
+        if bool(finite.all()):
+            continue
+        nan = int(torch.isnan(value).sum())
+        inf = value.numel() - int(finite.sum()) - nan
+        bad.append(f'{name} ({nan} NaN, {inf} Inf of {value.numel()} '
+                   'values)')
+    if bad:
+        shown = '; '.join(bad[:_SHOWN_TENSORS])
+        more = (f' (+{len(bad) - _SHOWN_TENSORS} more tensors)'
+                if len(bad) > _SHOWN_TENSORS else '')
+        raise ValueError(
+            f'{what} holds weights with NaN or Inf: {shown}{more}. Allowed: '
+            'finite weights only; the file is damaged or was saved after '
+            'training diverged, use an earlier checkpoint.')

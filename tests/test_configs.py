@@ -43,10 +43,11 @@ def test_config_builds(path):
         assert all(not p.requires_grad for p in model.teachers.parameters())
 
     if cfg.model.type == 'MomaAlgorithm':
-        # pretraining runs are reseeded per epoch and stop on a NaN loss
+        # pretraining runs are reseeded per epoch, stop on a NaN loss and
+        # checkpoint on a preemption signal
         from mmengine.registry import HOOKS
         hooks = {h['type']: h for h in cfg.get('custom_hooks', [])}
-        for name in ('EpochSeedHook', 'NonFiniteLossHook'):
+        for name in ('EpochSeedHook', 'NonFiniteLossHook', 'PreemptionHook'):
             assert name in hooks, path.name
             with DefaultScope.overwrite_default_scope(scope):
                 HOOKS.build(dict(hooks[name]))

@@ -80,7 +80,8 @@ def test_wheel_ships_configs_and_resolves_them(tmp_path):
     """A regular install (wheel) copies configs/ to mmmoma/.mim/configs."""
     src = tmp_path / 'src'
     src.mkdir()
-    for name in ('pyproject.toml', 'setup.py', 'MANIFEST.in'):
+    for name in ('pyproject.toml', 'setup.py', 'MANIFEST.in',
+                 '_mmmoma_torchvision.py'):
         shutil.copy(REPO_ROOT / name, src / name)
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc')
     for name in ('mmmoma', 'configs', 'requirements'):
@@ -93,7 +94,10 @@ def test_wheel_ships_configs_and_resolves_them(tmp_path):
         cwd=tmp_path)
     (wheel, ) = (tmp_path / 'dist').glob('mmmoma-*.whl')
     with zipfile.ZipFile(wheel) as zf:
-        shipped = {n for n in zf.namelist() if '/.mim/configs/' in n}
+        names = zf.namelist()
+        shipped = {n for n in names if '/.mim/configs/' in n}
+    # the torchvision fix that mmmoma.compat and the venv hook share
+    assert '_mmmoma_torchvision.py' in names
     expected = {
         'mmmoma/.mim/configs/' + p.relative_to(src / 'configs').as_posix()
         for p in (src / 'configs').rglob('*') if p.is_file()

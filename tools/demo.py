@@ -20,7 +20,8 @@ Usage::
     python tools/demo.py --force               # retrain everything
 
 Outputs under ``--work-dir`` (default ``work_dirs/demo``): one folder per
-step with MMEngine's logs and checkpoints,
+step with MMEngine's logs and checkpoints and ``curves.png`` (losses,
+learning rate and k-NN monitor against iterations),
 ``checkpoints/{mae,mocov3,moma}.pth`` (weights only, the files the next
 steps load), ``results.json`` and ``results.md``. A rerun reuses every
 step whose checkpoint exists and was made with the same settings and

@@ -37,6 +37,16 @@ if [ ! -x "$VENV/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
 
+# torchvision beside the pinned CPU torch: PyPI's torchvision is a CUDA
+# build whose compiled ops do not load, and `import torchvision` dies unless
+# mmmoma was imported first. This start-up hook of this venv only applies
+# the fix of _mmmoma_torchvision.py on `import torchvision`, whatever is
+# imported first (it does nothing until then, and nothing once mmmoma is
+# uninstalled).
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "import importlib.util as u; u.find_spec('_mmmoma_torchvision') and __import__('_mmmoma_torchvision').install()" \
+    >"$site/mmmoma-torchvision.pth"
+
 # Skip pip when nothing that decides the install has changed.
 stamp_file=$VENV/.mmmoma-install
 stamp=$(cat pyproject.toml setup.py requirements/*.txt |

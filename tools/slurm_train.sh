@@ -3,6 +3,17 @@
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py ARGS]
 # PYTHON picks the interpreter (default: python).
+#
+# Preemption: the project's runtime has PreemptionHook, which on SIGTERM lets
+# every rank finish its iteration, writes work_dir/preempted_iter_N.pth
+# (and points last_checkpoint at it) and exits with code 75. Ask Slurm for
+# the signal before the time limit, to every task (not `B:`, which signals
+# only a batch script's shell):
+#   SRUN_ARGS="--signal=TERM@120" bash tools/slurm_train.sh ...
+#   (or `#SBATCH --signal=TERM@120` in a batch script)
+# and continue with the same command plus --resume, which picks up mid-epoch
+# with the batches that were left. All ranks wait for the checkpoint before
+# they exit, so --kill-on-bad-exit cannot cut it short.
 set -euo pipefail
 
 if [ $# -lt 4 ]; then

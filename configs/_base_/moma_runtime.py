@@ -3,6 +3,10 @@
 #   the epoch, so a run resumed after a kill repeats the lost epoch exactly.
 # - NonFiniteLossHook: a NaN/Inf loss stops the run at that iteration and
 #   names the teacher; the last good checkpoint stays as it was.
+# - PreemptionHook: on SIGTERM (Slurm's --signal=TERM@120) every rank
+#   finishes its iteration, one checkpoint records the place in the epoch,
+#   the job exits with code 75, and --resume continues with the batches
+#   left. Until a signal comes it changes nothing.
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
 default_hooks = dict(
@@ -11,6 +15,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='NonFiniteLossHook', action='stop'),  # or 'skip' the step
+    dict(type='PreemptionHook', signal='SIGTERM'),
 ]
 randomness = dict(seed=0, diff_rank_seed=True)
 resume = True  # pick up the latest checkpoint in work_dir, as MAE does

@@ -1,13 +1,13 @@
 # Segmentation transfer of tools/study.py: UperNet on the composed Fashion-
 # MNIST scenes (tools/dataset_converters/make_fmnist_scenes.py, ADE20K
 # layout, 64x64, 10 classes) with a study model (128-d, 4 blocks, 4x4
-# patches) as backbone. The ViT-B recipe of configs/seg/ with the sizes of
-# the scenes and of the backbone. The backbone and data root come at launch:
+# patches) as backbone. The ViT-B scenes recipe of configs/seg/ with the
+# sizes of the scenes and of the backbone. The backbone and data root come at launch:
 #   --cfg-options model.backbone.init_cfg.checkpoint=CKPT
 #       train_dataloader.dataset.data_root=DIR
 #       val_dataloader.dataset.data_root=DIR
 #       test_dataloader.dataset.data_root=DIR
-_base_ = '../seg/upernet_vit-b16_moma-pre_8xb2-160k_ade20k-512x512.py'
+_base_ = '../seg/upernet_vit-b16_moma-pre_8xb2-160k_fmnist-scenes-512x512.py'
 custom_imports = dict(imports=['mmmoma'], allow_failed_imports=False)
 
 crop_size = (64, 64)

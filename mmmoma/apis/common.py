@@ -176,8 +176,7 @@ def read_cache(path: str, key: Any, force: bool = False) -> Optional[Any]:
     """
     if force or not osp.isfile(path):
         return None
-    with open(path) as f:
-        cached = json.load(f)
+    cached = read_json(path)
     return cached['results'] if cached.get('key') == key else None
 
 
@@ -194,9 +193,19 @@ def write_json(path: str, data: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    """The value in a JSON file."""
-    with open(path) as f:
-        return json.load(f)
+    """The value in a JSON file.
+
+    Raises:
+        ValueError: Naming the file, when it is not complete UTF-8 JSON.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f'{path}: not a complete JSON file ({type(err).__name__}: '
+            f'{err}). Allowed: the JSON this project wrote there; delete '
+            'the file to have it written again.') from err
 
 
 def load_config(path: str):
@@ -267,11 +276,18 @@ def prepare(data_root: Optional[str], work_dir: str) -> str:
     from mmengine.logging import MMLogger
 
     from mmmoma.datasets import FashionMNISTIdx
-    FashionMNISTIdx(
-        **({'data_root': data_root} if data_root else {}),
-        split='test',
-        num_samples=1)
-    MMLogger.get_instance('mmengine', log_level='WARNING')
     work = osp.abspath(work_dir)
+    if osp.exists(work) and not osp.isdir(work):
+        raise SystemExit(f'--work-dir={work_dir!r} is a file. Allowed: a '
+                         'folder, new or holding an earlier run of this '
+                         'tool.')
+    try:
+        FashionMNISTIdx(
+            **({'data_root': data_root} if data_root else {}),
+            split='test',
+            num_samples=1)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f'--data-root={data_root!r}: {err}') from err
+    MMLogger.get_instance('mmengine', log_level='WARNING')
     os.makedirs(work, exist_ok=True)
     return work

@@ -166,9 +166,23 @@ def evaluate(name: str, work: str, preset: dict, checkpoints: Dict[str, str],
     return results
 
 
+def plot_step_curves(step: Step) -> Optional[str]:
+    """``curves.png`` in the step's run dir (losses, lr, k-NN monitor), or
+    None when the run dir holds no log (a reused step whose folder was
+    deleted)."""
+    from .curves import plot_curves
+    out = osp.join(step.run_dir, 'curves.png')
+    try:
+        plot_curves(step.run_dir, out, title=f'{step.title}: training curves')
+    except FileNotFoundError:
+        return None
+    return out
+
+
 def render(rows: List[dict], preset_name: str, preset: dict, total: float,
-           command: str) -> str:
-    """results.md: the table and how it was made."""
+           command: str, work: Optional[str] = None) -> str:
+    """results.md: the table and how it was made; with ``work``, links to
+    the rows' ``curves`` relative to it."""
     lines = [
         '| model | epochs | images seen | k-NN top-1 (%) | wall time |',
         '|---|---:|---:|---:|---:|',
@@ -199,6 +213,13 @@ def render(rows: List[dict], preset_name: str, preset: dict, total: float,
         f'the first {preset["knn_train"]:,} train images, queries = the '
         f'first {preset["knn_test"]:,} test images, no augmentation.',
     ]
+    links = [
+        f'[{row["model"]}]({osp.relpath(row["curves"], work)})'
+        for row in rows if work and row.get('curves')
+    ]
+    if links:
+        lines.append('- Training curves (each loss, learning rate, k-NN '
+                     'monitor): ' + ', '.join(links) + '.')
     return '\n'.join(lines)
 
 
@@ -215,7 +236,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     progress = Progress('demo', preset['estimate'], hours=False)
     work = prepare(args.data_root, args.work_dir)
     progress.log(f'preset {args.preset}: outputs in {work}')
-    metas, checkpoints = {}, {}
+    metas, checkpoints, curves = {}, {}, {}
     for index, name in enumerate(('mae', 'mocov3', 'moma'), 1):
         step = demo_step(name, index, work)
         if name == 'moma':  # the cache holds every image of an epoch
@@ -227,6 +248,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         metas[name] = train_step(step, args.preset, preset, progress,
                                  teachers, args.data_root, args.force)
         checkpoints[name] = osp.join(work, 'checkpoints', f'{name}.pth')
+        curves[name] = plot_step_curves(step)
 
     progress.log('step 4/4 k-NN evaluation of frozen features', 'eval')
     eval_start = time.time()
@@ -247,10 +269,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 cpu_seconds=meta.get('cpu_seconds'),
                 eval_seconds=results['seconds'],
                 monitor_knn=meta.get('monitor_knn', []),
-                checkpoint=checkpoints.get(name)))
+                checkpoint=checkpoints.get(name),
+                curves=curves.get(name)))
     progress.finish('eval')
     total = time.time() - progress.start
-    table = render(rows, args.preset, preset, total, command)
+    table = render(rows, args.preset, preset, total, command, work)
     with atomic_write(osp.join(work, 'results.md'), 'w') as f:
         f.write('# MOMA on Fashion-MNIST, end to end\n\n' + table + '\n')
     results = dict(
@@ -268,6 +291,6 @@ def main(argv: Optional[List[str]] = None) -> dict:
     print(table)
     print()
     print(f'Outputs: {work}/ (one folder per step with logs and MMEngine '
-          'checkpoints; checkpoints/*.pth weights; results.json, '
-          'results.md)')
+          'checkpoints and curves.png; checkpoints/*.pth weights; '
+          'results.json, results.md)')
     return results

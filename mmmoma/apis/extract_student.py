@@ -10,7 +10,9 @@ backbone checkpoint::
 
 which loads with ``weights_only=True`` (no numpy or MMEngine objects) and
 with ``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')``
-like the MOMA checkpoint itself, and reports everything it dropped. The
+like the MOMA checkpoint itself, and reports everything it dropped. With
+``--format timm`` it writes the student's weights alone under timm's names
+instead, checked by a strict load into timm's ``VisionTransformer``. The
 student is checked by a strict load into an MMPretrain
 ``VisionTransformer`` of the shape its weights describe. The file is written
 atomically (:func:`mmmoma.fileio.atomic_write`). The command line is
@@ -25,9 +27,12 @@ from typing import Dict, List, Optional
 
 import torch
 
-from mmmoma.fileio import atomic_write, load_checkpoint
+from mmmoma.converters import to_timm
+from mmmoma.fileio import atomic_write, check_finite, load_checkpoint
 
 _LAYER = re.compile(r'^layers\.(\d+)\.')
+#: Output layouts of :func:`extract_student`.
+FORMATS = ('mmpretrain', 'timm')
 
 
 def _plain(value):
@@ -87,10 +92,59 @@ def check_strict(state: Dict[str, torch.Tensor], arch: dict) -> None:
     vit.load_state_dict(state, strict=True)
 
 
+def timm_arch(arch: dict, num_heads: Optional[int] = None) -> dict:
+    """Arguments of timm's ``VisionTransformer`` for the student ``arch``.
+
+    Args:
+        arch (dict): From :func:`student_arch`.
+        num_heads (int, optional): See :func:`extract_student`.
+
+    Returns:
+        dict: ``img_size``, ``patch_size``, ``embed_dim``, ``depth``,
+        ``num_heads``, ``mlp_ratio``, ``qkv_bias``, ``num_classes=0``.
+    """
+    dims = arch['embed_dims']
+    if not (arch['with_cls_token'] and arch['final_norm']):
+        raise ValueError(
+            '--format timm needs a student with a class token and a final '
+            f'norm (timm\'s ViT); this one has with_cls_token='
+            f"{arch['with_cls_token']}, final_norm={arch['final_norm']}.")
+    heads = dims // 64 if num_heads is None else num_heads
+    if not (isinstance(heads, int) and heads >= 1 and dims % heads == 0):
+        raise ValueError(
+            f'--num-heads={num_heads!r}: the student is {dims}-d; allowed: '
+            f'a divisor of {dims} (its attention heads).')
+    return dict(
+        img_size=arch['img_size'],
+        patch_size=arch['patch_size'],
+        embed_dim=dims,
+        depth=arch['num_layers'],
+        num_heads=heads,
+        mlp_ratio=arch['feedforward_channels'] / dims,
+        qkv_bias=arch['qkv_bias'],
+        num_classes=0)
+
+
+def check_timm(state: Dict[str, torch.Tensor], kwargs: dict) -> None:
+    """Load ``state`` strictly into timm's ViT built with ``kwargs``."""
+    try:
+        from timm.models.vision_transformer import VisionTransformer
+    except ImportError as err:
+        raise ValueError('--format timm needs timm (pip install timm): '
+                         f'{err}') from err
+    try:
+        VisionTransformer(**kwargs).load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f'the student does not load into timm\'s '
+                         f'VisionTransformer({kwargs}): {err}') from err
+
+
 def extract_student(src: str,
                     dst: str,
                     prefix: str = 'backbone.',
-                    overwrite: bool = False) -> dict:
+                    overwrite: bool = False,
+                    fmt: str = 'mmpretrain',
+                    num_heads: Optional[int] = None) -> dict:
     """Write the student of MOMA checkpoint ``src`` to ``dst``.
 
     Args:
@@ -99,12 +153,23 @@ def extract_student(src: str,
         prefix (str): Where the student lives in ``src``'s state dict.
             Defaults to 'backbone.'.
         overwrite (bool): Replace an existing ``dst``. Defaults to False.
+        fmt (str): ``'mmpretrain'`` (``state_dict`` under ``prefix`` and
+            ``meta``) or ``'timm'`` (a plain state dict under timm's names, for
+            ``timm.create_model(..., pretrained_cfg_overlay=dict(file=OUT))``).
+            Defaults to ``'mmpretrain'``.
+        num_heads (int, optional): The student's attention heads, which no
+            weight shape records; used by ``fmt='timm'`` to check the file
+            in a timm model and in the report. Defaults to None: one head per
+            64 channels (ViT-T/S/B/L).
 
     Returns:
         dict: The report: ``kept`` (tensor count), ``num_params``, ``arch``,
         ``dropped_state`` (``{module: tensor count}``) and
         ``dropped_entries`` (top-level checkpoint entries).
     """
+    if fmt not in FORMATS:
+        raise ValueError(f'--format={fmt!r} is not supported; allowed: '
+                         f'{FORMATS}.')
     if not osp.isfile(src):
         raise FileNotFoundError(f'checkpoint={src!r}: no such file; give a '
                                 'MOMA checkpoint written by tools/train.py '
@@ -130,6 +195,7 @@ def extract_student(src: str,
             f'its state dict holds {found[:8]}. Allowed: a MOMA checkpoint, '
             "whose student is saved under 'backbone.' (teacher weights, "
             'necks and heads are not a student).')
+    check_finite(student, f'checkpoint={src!r} (under --prefix={prefix!r})')
     arch = student_arch(student)
     try:
         check_strict(student, arch)
@@ -160,6 +226,11 @@ def extract_student(src: str,
     out = {'state_dict': OrderedDict((prefix + k, v.clone())
                                      for k, v in student.items()),
            'meta': meta}
+    timm_kwargs = None
+    if fmt == 'timm':
+        timm_kwargs = timm_arch(arch, num_heads)
+        out = OrderedDict((k, v.clone()) for k, v in to_timm(student).items())
+        check_timm(out, timm_kwargs)
 
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     with atomic_write(dst, 'w+b') as f:
@@ -172,7 +243,9 @@ def extract_student(src: str,
         num_params=sum(v.numel() for v in student.values()),
         arch=arch,
         dropped_state=dict(sorted(dropped_state.items())),
-        dropped_entries=dropped_entries)
+        dropped_entries=dropped_entries,
+        format=fmt,
+        timm_kwargs=timm_kwargs)
 
 
 def format_report(report: dict, src: str, dst: str, prefix: str) -> str:
@@ -190,9 +263,17 @@ def format_report(report: dict, src: str, dst: str, prefix: str) -> str:
               or ['  nothing (no necks, heads or teachers)'])
     lines.append('dropped checkpoint entries: ' +
                  (', '.join(report['dropped_entries']) or 'none'))
-    lines.append("kept: meta (epoch, iter, seed, source config); load with "
-                 "init_cfg=dict(type='Pretrained', checkpoint=OUT, "
-                 f"prefix={prefix!r})")
+    if report.get('format') == 'timm':
+        kwargs = ', '.join(f'{k}={v!r}' for k, v in
+                           report['timm_kwargs'].items())
+        lines.append(
+            'written under timm\'s names (no meta); load with timm.'
+            "create_model('vit_base_patch16_224', pretrained=True, "
+            f"pretrained_cfg_overlay=dict(file=OUT, num_classes=0), {kwargs})")
+    else:
+        lines.append("kept: meta (epoch, iter, seed, source config); load "
+                     "with init_cfg=dict(type='Pretrained', checkpoint=OUT, "
+                     f"prefix={prefix!r})")
     return '\n'.join(lines)
 
 
@@ -209,6 +290,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "'backbone.')")
     parser.add_argument(
         '--overwrite', action='store_true', help='replace an existing out')
+    parser.add_argument(
+        '--format',
+        default='mmpretrain',
+        help=f'output layout, one of {FORMATS} (default mmpretrain; timm: a '
+        'plain state dict under timm\'s names)')
+    parser.add_argument(
+        '--num-heads',
+        type=int,
+        default=None,
+        help='with --format timm: the student\'s attention heads (default: '
+        'one per 64 channels)')
     return parser.parse_args(argv)
 
 
@@ -225,7 +317,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     try:
         report = extract_student(args.checkpoint, args.out, args.prefix,
-                                 args.overwrite)
+                                 args.overwrite, args.format, args.num_heads)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         raise SystemExit(f'extract_student.py: error: {err}') from err
     print(format_report(report, args.checkpoint, args.out, args.prefix))

@@ -13,19 +13,22 @@ check, the CPU distributed setup and the Runner build. Examples::
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 [ARGS]
 """
 import argparse
+import ast
 import os
 import os.path as osp
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import (is_cuda_available, is_mlu_available,
                              is_musa_available, is_npu_available)
 from mmengine.evaluator import DumpResults
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
 from mmmoma.datasets.checks import check_data_roots, check_samples
+from mmmoma.fileio import load_checkpoint
 
 #: What each ``--launcher`` reads from the environment (MMEngine's
 #: ``init_dist``).
@@ -148,6 +151,24 @@ def check_launcher(launcher: str) -> None:
             'slurm under srun, mpi under mpirun.')
 
 
+def load_config(path: str, name: str = 'config') -> Config:
+    """``Config.fromfile``, failing with the argument named when the file
+    is missing (MMEngine says only ``file "x" does not exist``).
+
+    Args:
+        path (str): The config path from the command line.
+        name (str): The argument, for the message. Defaults to 'config'.
+
+    Returns:
+        Config: The loaded config.
+    """
+    if not osp.isfile(path):
+        raise SystemExit(
+            f'{name} {path!r}: no such file. Allowed: an MMEngine config '
+            '(.py), e.g. configs/moma/moma_vit-b_moco-mae_100e.py.')
+    return Config.fromfile(path)
+
+
 def build_runner(cfg: Config) -> Runner:
     """The default Runner, or the one named by ``runner_type``."""
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
@@ -162,7 +183,7 @@ def _runner(args: argparse.Namespace,
     tool's own flags), then ``--cfg-options``.
     """
     check_launcher(args.launcher)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     # CLI > work_dir in the config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -222,6 +243,160 @@ def _train_flags(cfg: Config, args: argparse.Namespace) -> None:
         cfg.auto_scale_lr.enable = True
 
 
+# ----------------------------------------------------------------- resume
+#: How many keys of each kind a mismatch message lists.
+_SHOWN_KEYS = 5
+
+
+def resume_checkpoint_path(runner: Runner) -> Optional[str]:
+    """The checkpoint that ``Runner.load_or_resume`` will resume from.
+
+    Args:
+        runner (Runner): A built Runner, before ``train()``.
+
+    Returns:
+        str | None: ``load_from`` when resuming from a given file, the work
+        dir's latest checkpoint for ``--resume`` without a path, or None
+        when the run does not resume (or has nothing to resume from).
+    """
+    if not runner.cfg.get('resume', False):
+        return None
+    if runner.cfg.get('load_from'):
+        return runner.cfg.load_from
+    return find_latest_checkpoint(runner.work_dir)
+
+
+def _model_types(cfg_text: Any) -> Optional[Dict[str, str]]:
+    """``model.type`` and ``model.backbone.type`` of a dumped config.
+
+    The config text in a checkpoint's meta is Python that MMEngine would
+    execute to read; it comes from the file being checked, so it is only
+    parsed here (``ast``), never run.
+    """
+    if not isinstance(cfg_text, str):
+        return None
+    try:
+        tree = ast.parse(cfg_text)
+    except (SyntaxError, ValueError):
+        return None
+
+    def literal_keywords(call: ast.AST) -> Dict[str, Any]:
+        found = {}
+        for keyword in getattr(call, 'keywords', []):
+            if keyword.arg in ('type', 'backbone'):
+                found[keyword.arg] = keyword.value
+        return found
+
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], 'id', None) == 'model'):
+            model = literal_keywords(node.value)
+            types = {}
+            for key, value in (('model', model.get('type')),
+                               ('backbone', literal_keywords(
+                                   model.get('backbone')).get('type'))):
+                if isinstance(value, ast.Constant) and isinstance(
+                        value.value, str):
+                    types[key] = value.value
+            return types or None
+    return None
+
+
+def _short_type(name: Optional[str]) -> Optional[str]:
+    """A registry type without its scope (``mmpretrain.MAEViT`` ->
+    ``MAEViT``), so that a scoped and a plain spelling compare equal."""
+    return name.split('.')[-1] if isinstance(name, str) else name
+
+
+def _listed(title: str, items: List[str]) -> str:
+    shown = '; '.join(items[:_SHOWN_KEYS])
+    more = (f' (+{len(items) - _SHOWN_KEYS} more)'
+            if len(items) > _SHOWN_KEYS else '')
+    return f'\n  {title} ({len(items)}): {shown}{more}'
+
+
+def check_resume_checkpoint(runner: Runner, config: str) -> None:
+    """Refuse to resume from a checkpoint of another model, before loading.
+
+    MMEngine's ``Runner.resume`` loads the weights non-strictly, so a
+    checkpoint of another algorithm or architecture is half loaded before
+    the optimizer fails with ``loaded state dict has a different number of
+    parameter groups``. Here the file is read with ``weights_only=True``
+    (a crafted pickle is refused, nothing it holds runs) and compared with
+    the built model: the model type recorded in its meta, missing,
+    unexpected and mis-shaped keys.
+
+    Args:
+        runner (Runner): The built Runner, before ``train()``.
+        config (str): The config path, named in the message.
+
+    Raises:
+        SystemExit: The file cannot be read safely, is not a Runner
+            checkpoint, or does not match the config.
+    """
+    path = resume_checkpoint_path(runner)
+    if path is None:
+        return
+    allowed = ('Allowed: a checkpoint that a Runner of this config wrote '
+               '(same model type and architecture); to start from other '
+               'weights, use a Pretrained init_cfg instead of --resume.')
+    try:
+        checkpoint = load_checkpoint(path, '--resume')
+    except ValueError as err:
+        raise SystemExit(f'{err}\n{allowed}') from err
+    state = (checkpoint.get('state_dict')
+             if isinstance(checkpoint, dict) else None)
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not (isinstance(state, dict) and isinstance(meta, dict)
+            and 'epoch' in meta and 'iter' in meta):
+        found = (sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else
+                 type(checkpoint).__name__)
+        raise SystemExit(
+            f'--resume {path!r} is not a Runner checkpoint: it has no '
+            f'state_dict and meta with epoch and iter (found {found}); '
+            f'nothing was loaded. {allowed}')
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    # Runner.load_checkpoint drops a DDP "module." prefix the same way.
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v
+             for k, v in state.items()}
+    required = model.state_dict()
+    # Weights a model keeps out of its checkpoints (MomaAlgorithm's frozen
+    # teachers) are not required, but may be present.
+    known = dict(model.named_parameters())
+    known.update(model.named_buffers())
+    known.update(required)
+    missing = [k for k in required if k not in state]
+    unexpected = [k for k in state if k not in known]
+    mis_shaped = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model '
+        f'{tuple(known[k].shape)}' for k, v in state.items()
+        if k in known and isinstance(v, torch.Tensor)
+        and tuple(v.shape) != tuple(known[k].shape)
+    ]
+    recorded = _model_types(meta.get('cfg'))
+    model_cfg = runner.cfg.get('model', {})
+    backbone_cfg = model_cfg.get('backbone') or {}
+    current = {'model': model_cfg.get('type'),
+               'backbone': backbone_cfg.get('type')}
+    type_differs = recorded is not None and any(
+        _short_type(recorded.get(k)) != _short_type(current[k])
+        for k in recorded)
+    if not (missing or unexpected or mis_shaped or type_differs):
+        return
+    lines = [f'--resume {path!r} does not match the config {config!r}; '
+             'nothing was loaded.']
+    if recorded is not None:
+        lines.append(f'\n  model type: checkpoint {recorded}, config '
+                     f'{current}')
+    for title, items in (('missing', missing), ('unexpected', unexpected),
+                         ('mis-shaped', mis_shaped)):
+        if items:
+            lines.append(_listed(title, items))
+    lines.append(f'\n{allowed}')
+    raise SystemExit(''.join(lines))
+
+
 def train(argv: Optional[List[str]] = None) -> None:
     """Train from a config: the command line of ``tools/train.py``.
 
@@ -258,6 +433,8 @@ def train(argv: Optional[List[str]] = None) -> None:
     if runner.train_loop is not None:
         check_samples(runner.train_loop.dataloader.dataset,
                       'train_dataloader.dataset')
+    # A foreign or crafted checkpoint is refused before any state is loaded.
+    check_resume_checkpoint(runner, args.config)
     runner.train()
 
 
@@ -286,6 +463,12 @@ def enable_visualization(cfg: Config, show_dir: str) -> None:
 
 def _test_flags(cfg: Config, args: argparse.Namespace) -> None:
     """Apply the checkpoint and ``--show-dir``."""
+    if '://' not in args.checkpoint and not osp.isfile(
+            osp.expanduser(args.checkpoint)):
+        # MMEngine would find out only after building the whole Runner.
+        raise SystemExit(
+            f'checkpoint {args.checkpoint!r}: no such file. Allowed: a '
+            'checkpoint file (work_dir/epoch_N.pth) or a URL.')
     cfg.load_from = args.checkpoint
     if args.show_dir is not None:
         enable_visualization(cfg, args.show_dir)

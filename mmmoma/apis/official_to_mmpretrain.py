@@ -12,6 +12,7 @@ from collections import Counter
 from typing import List, Optional, Union
 
 from mmmoma import converters
+from mmmoma.fileio import check_finite
 
 
 def _arch(value: str) -> Union[str, dict]:
@@ -51,6 +52,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         dropped: List[str] = []
         state_dict = converters.convert_official(checkpoint, args.format,
                                                  dropped)
+        check_finite(state_dict, f'SRC {args.src!r} (format '
+                     f'{args.format!r}, tensors in MMPretrain names)')
         converters.build_backbone(state_dict, args.arch, args.img_size,
                                   args.patch_size)
         name = args.arch if isinstance(args.arch, str) else None

@@ -20,9 +20,9 @@ ADE20K_LAYOUT = ('a folder in the ADE20K layout (images/{training,'
                  'validation}/*.jpg, annotations/{training,validation}/*.png'
                  ', labels 0 = other): ADEChallengeData2016, or a small one '
                  'of Fashion-MNIST scenes written by `python tools/'
-                 'dataset_converters/make_fmnist_scenes.py DIR` (then also '
-                 'set model.decode_head.num_classes=10 and '
-                 'model.auxiliary_head.num_classes=10)')
+                 'dataset_converters/make_fmnist_scenes.py DIR` (with '
+                 'configs/seg/upernet_vit-b16_moma-pre_8xb2-160k_fmnist-'
+                 'scenes-512x512.py, or a config of that shape)')
 IMAGENET_LAYOUT = ('a folder in MMPretrain\'s ImageNet layout (train/ and '
                    'val/ image folders, optionally meta/{train,val}.txt '
                    'with "path label" lines)')
@@ -120,6 +120,44 @@ def _check_ann_file(dataset: dict, where: str, root: str,
             f'{where}: {dataset.get("type")} with data_root={root!r} has no '
             f'samples: its ann_file={ann!r} is empty. Allowed: a dataset with '
             'at least one sample, an annotation file listing them.')
+    _check_ann_lines(dataset, where, ann, path)
+
+
+def _check_ann_lines(dataset: dict, where: str, ann: str, path: str) -> None:
+    """Fail on an annotation list that its dataset cannot parse.
+
+    Every list must be UTF-8 text; MMPretrain's labeled ``CustomDataset``
+    and ``ImageNet`` read each line as ``path label`` with an integer label
+    and fail on the first other one without naming the file or the line.
+    One pass over the text, no file is opened per sample.
+    """
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b'\n') + 1
+        raise ValueError(
+            f'{where}.ann_file={ann!r} ({path}): line {line} is not UTF-8 '
+            f'text (byte {raw[err.start:err.start + 1]!r} at offset '
+            f'{err.start}); the file is damaged or not an annotation list. '
+            'Allowed: a text file with one sample per line.') from err
+    kind = str(dataset.get('type', ''))
+    labeled = kind.endswith('ImageNet') or (kind.endswith('CustomDataset')
+                                            and dataset.get('with_label',
+                                                            True))
+    if not labeled:
+        return
+    for number, line in enumerate(text.split('\n'), start=1):
+        if not line.strip() and number == text.count('\n') + 1:
+            break  # the end of the last line
+        fields = line.strip().rsplit(' ', 1)
+        if len(fields) != 2 or not fields[1].lstrip('-').isdigit():
+            raise ValueError(
+                f'{where}.ann_file={ann!r} ({path}): line {number} is '
+                f'{line!r}, which {kind} cannot read. Allowed: "path label" '
+                'lines with an integer label (with_label=True), or set '
+                f'{where}.with_label=False for a list of paths.')
 
 
 def check_data_roots(cfg, run: str = 'train') -> None:

@@ -2,6 +2,7 @@
 import gzip
 import os
 import os.path as osp
+import zlib
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,6 +27,11 @@ def idx_path(root: str, stem: str) -> str:
 def read_idx(path: str, magic: int) -> np.ndarray:
     """Read an idx file (optionally gzipped) into a uint8 array.
 
+    Every way the file can be damaged (a gzip stream cut short or failing
+    its CRC, a wrong magic number, fewer or more values than the header
+    promises) fails with one message that names the file and the problem,
+    not with a bare ``EOFError`` from the gzip module.
+
     Args:
         path (str): The file.
         magic (int): The expected magic number, ``0x803`` for images
@@ -33,22 +39,49 @@ def read_idx(path: str, magic: int) -> np.ndarray:
 
     Returns:
         np.ndarray: uint8, (N, H, W) for images or (N, ) for labels.
+
+    Raises:
+        ValueError: The file is not a complete idx file of that kind.
     """
+    allowed = ('Allowed: a complete Fashion-MNIST idx file, gzipped or not; '
+               're-copy it, or reinstall the Debian package '
+               'dataset-fashion-mnist.')
     opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        data = f.read()
-    found = int.from_bytes(data[:4], 'big')
-    if found != magic:
-        raise ValueError(f'{path}: magic number {found:#010x}, expected '
-                         f'{magic:#010x}; not a Fashion-MNIST idx file.')
+    try:
+        with opener(path, 'rb') as f:
+            data = f.read()
+    except EOFError as err:
+        raise ValueError(
+            f'{path}: the gzip stream is truncated ({err}); the file was cut '
+            f'short, e.g. by an interrupted copy. {allowed}') from err
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise ValueError(f'{path}: not a valid gzip file ({err}). '
+                         f'{allowed}') from err
+    except OSError as err:
+        raise ValueError(f'{path}: cannot be read ({err}). {allowed}') from err
     ndim = magic & 0xFF
+    offset = 4 + 4 * ndim
+    found = int.from_bytes(data[:4], 'big')
+    if len(data) < 4 or found != magic:
+        problem = (f'the file holds only {len(data)} bytes' if len(data) < 4
+                   else f'magic number {found:#010x}')
+        raise ValueError(f'{path}: {problem}, expected magic number '
+                         f'{magic:#010x}; not a Fashion-MNIST '
+                         f'{"image" if ndim == 3 else "label"} idx file. '
+                         f'{allowed}')
+    if len(data) < offset:
+        raise ValueError(f'{path}: the header is cut short ({len(data)} of '
+                         f'{offset} bytes); the file is truncated. {allowed}')
     shape = tuple(
         int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-    offset = 4 + 4 * ndim
     array = np.frombuffer(data, dtype=np.uint8, offset=offset)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f'{path}: header says {shape}, but the file holds '
-                         f'{array.size} values; the file is truncated.')
+    expected = int(np.prod(shape))
+    if array.size != expected:
+        problem = ('the file is truncated' if array.size < expected else
+                   'extra bytes follow the data')
+        raise ValueError(f'{path}: the header says {shape} ({expected} '
+                         f'values), but the file holds {array.size}; '
+                         f'{problem}. {allowed}')
     return array.reshape(shape)
 
 

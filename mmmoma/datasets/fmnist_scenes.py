@@ -146,19 +146,15 @@ pasted on cluttered canvases, with their pixel masks as labels.
 
 Label maps are uint8: 0 = background / other (ignored with
 `reduce_zero_label=True`, as MMSeg's `ADE20KDataset` does), k = 1..10 =
-Fashion-MNIST class k - 1 (`meta.json` lists the names). Train an ADE20K
-config on it with the data root and the number of classes changed:
+Fashion-MNIST class k - 1 (`meta.json` lists the names). Train the ADE20K
+recipe with these classes on it (the data root and the student at launch):
 
-    CONFIG=configs/seg/upernet_vit-b16_moma-pre_8xb2-160k_ade20k-512x512.py
-    python tools/train.py $CONFIG --cfg-options \\
+    CONFIG=upernet_vit-b16_moma-pre_8xb2-160k_fmnist-scenes-512x512.py
+    python tools/train.py configs/seg/$CONFIG --cfg-options \\
         train_dataloader.dataset.data_root={out} \\
         val_dataloader.dataset.data_root={out} \\
         test_dataloader.dataset.data_root={out} \\
-        model.decode_head.num_classes=10 model.auxiliary_head.num_classes=10 \\
         model.backbone.init_cfg.checkpoint=MOMA_CKPT
-
-MMSeg's per-class IoU table shows ADE20K's first ten class names for labels
-0..9; read them as the Fashion-MNIST classes in `meta.json`.
 """
 
 

@@ -2,15 +2,17 @@
 
 Importing this package registers :class:`LayerDecayOptimWrapperConstructor`
 in MMSeg's and MMPretrain's ``OPTIM_WRAPPER_CONSTRUCTORS``,
-:class:`KNNEvalHook` in MMPretrain's ``HOOKS``, :class:`EpochSeedHook` and
-:class:`NonFiniteLossHook` in MMEngine's ``HOOKS`` and
-:func:`epoch_worker_init_fn` in its ``FUNCTIONS``.
+:class:`KNNEvalHook` in MMPretrain's ``HOOKS``, :class:`EpochSeedHook`,
+:class:`NonFiniteLossHook` and :class:`PreemptionHook` in MMEngine's
+``HOOKS`` and :func:`epoch_worker_init_fn` in its ``FUNCTIONS``.
 """
 from .hooks import EpochSeedHook, NonFiniteLossHook, epoch_worker_init_fn
 from .knn_eval_hook import KNNEvalHook
 from .layer_decay import LayerDecayOptimWrapperConstructor
+from .preemption import EXIT_PREEMPTED, PreemptionHook
 
 __all__ = [
-    'EpochSeedHook', 'KNNEvalHook', 'LayerDecayOptimWrapperConstructor',
-    'NonFiniteLossHook', 'epoch_worker_init_fn'
+    'EXIT_PREEMPTED', 'EpochSeedHook', 'KNNEvalHook',
+    'LayerDecayOptimWrapperConstructor', 'NonFiniteLossHook',
+    'PreemptionHook', 'epoch_worker_init_fn'
 ]

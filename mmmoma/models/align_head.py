@@ -92,7 +92,8 @@ class SmoothL1AlignHead(BaseModule):
 
         Args:
             pred (torch.Tensor): (B, 1 + L, C) student predictions.
-            target (torch.Tensor): (B, 1 + L, C) teacher features.
+            target (torch.Tensor): (B, 1 + L, C) teacher features; no
+                gradient flows back to them.
             mask (torch.Tensor): (B, L), 1 for a patch hidden from the
                 student.
             valid (torch.Tensor, optional): (B, 1 + L) bool, positions where
@@ -101,7 +102,9 @@ class SmoothL1AlignHead(BaseModule):
         Returns:
             torch.Tensor: The scalar loss.
         """
-        target = target.float()
+        # The teachers are frozen: no gradient may reach them through their
+        # targets, even when a caller passes a target that requires grad.
+        target = target.detach().float()
         if self.target_norm == 'layer_norm':
             target = F.layer_norm(target, target.shape[-1:], eps=1e-6)
         if self.loss_type == 'cosine':

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from ..fileio import REMOTE_PREFIXES, load_checkpoint
+from ..fileio import REMOTE_PREFIXES, check_finite, load_checkpoint
 
 
 def is_pretrained_cfg(init_cfg) -> bool:
@@ -126,6 +126,10 @@ def read_state_dict(init_cfg: dict, where: str,
 
     Returns:
         dict[str, torch.Tensor]: The weights, prefix removed.
+
+    Raises:
+        ValueError: The file is not such a checkpoint, or a tensor holds NaN
+            or Inf (named).
     """
     path = init_cfg.get('checkpoint')
     check_checkpoint_file(path, f'{where}.checkpoint', hint)
@@ -133,13 +137,19 @@ def read_state_dict(init_cfg: dict, where: str,
     checkpoint = load_checkpoint(path, f'{where}.checkpoint')
     fmt = init_cfg.get('format')
     if fmt is None:
-        return _extract_state_dict(checkpoint, init_cfg.get('prefix') or '',
-                                   where, path)
+        prefix = init_cfg.get('prefix') or ''
+        state = _extract_state_dict(checkpoint, prefix, where, path)
+        check_finite(state, f'{where}.checkpoint={path!r} (under '
+                     f'{where}.prefix={prefix!r})')
+        return state
     from ..converters import convert_official
     try:
-        return convert_official(checkpoint, fmt)
+        state = convert_official(checkpoint, fmt)
     except ValueError as err:
         raise ValueError(f'{where}: {err}') from err
+    check_finite(state, f'{where}.checkpoint={path!r} (format={fmt!r}, '
+                 'tensors in MMPretrain names)')
+    return state
 
 
 def load_pretrained(module: nn.Module, init_cfg: dict, where: str) -> None:

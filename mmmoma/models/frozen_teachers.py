@@ -3,6 +3,7 @@ import copy
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 from torch import nn
@@ -13,11 +14,40 @@ from .speed import TEACHER_DTYPES
 from .utils import unshuffle_tokens, vit_forward_tokens
 
 
+#: ``F.interpolate`` modes for teacher features on another patch grid.
+RESAMPLE_MODES = ('bilinear', 'bicubic', 'area', 'nearest')
+
+
+def resample_map(feat: torch.Tensor, size: Tuple[int, int],
+                 mode: str = 'bilinear') -> torch.Tensor:
+    """Resample a (B, C, h, w) feature map to (B, C, H, W) = ``size``.
+
+    Each output token is interpolated over the token map as a pixel of an
+    image would be (``align_corners=False``: token centres sit at the centres
+    of their patches, so the two grids cover the same image area).
+
+    Args:
+        feat (torch.Tensor): (B, C, h, w).
+        size (tuple[int, int]): (H, W).
+        mode (str): One of :data:`RESAMPLE_MODES`. Defaults to
+            ``'bilinear'``.
+
+    Returns:
+        torch.Tensor: (B, C, H, W).
+    """
+    corners = dict(align_corners=False) if mode in ('bilinear',
+                                                     'bicubic') else {}
+    return F.interpolate(feat, size=size, mode=mode, **corners)
+
+
 class FrozenTeachers(nn.ModuleDict):
     """The frozen teachers of MOMA, one entry per teacher name.
 
-    Each teacher is built from its config and checked against the student's
-    patch grid; a ``Pretrained`` ``init_cfg`` is taken out of the config and
+    Each teacher is built from its config; a teacher on another patch grid
+    than the student's (DINOv2's 14-px patches: 16 x 16 tokens at 224 px
+    against a ViT-B/16 student's 14 x 14) has its patch features resampled
+    to the student's grid, the class token kept. A ``Pretrained``
+    ``init_cfg`` is taken out of the config and
     loaded strictly by :meth:`load_weights`. The teachers never train: no
     parameter requires a gradient, :meth:`train` keeps them in eval mode and
     :meth:`targets` runs them without autograd. A ModuleDict, so that the
@@ -28,16 +58,21 @@ class FrozenTeachers(nn.ModuleDict):
     Args:
         teachers (dict): ``{name: backbone config}``. ViT-family teachers
             give their tokens after ``out_indices[-1]``; any other MMPretrain
-            backbone must return a (B, C, h, w) map on the student's grid.
+            backbone must return a (B, C, h, w) map.
         patch_resolution (tuple[int, int]): The student's patch grid.
         masked_input (bool): The teachers will see the student's visible
-            patches only (an ablation); needs ViT teachers. Defaults to
-            False.
+            patches only (an ablation); needs ViT teachers on the student's
+            grid. Defaults to False.
         dtype (str, optional): Cast the teachers once to ``'bfloat16'``,
             ``'float16'`` or ``'float32'`` and run them in that dtype with
             autocast off. Defaults to None: the model's dtype and autocast.
         inference_mode (bool): Run under ``torch.inference_mode`` instead of
             ``torch.no_grad``. Defaults to False.
+        resample (str, optional): How features on another grid reach the
+            student's: an ``F.interpolate`` mode of :data:`RESAMPLE_MODES`
+            over the (h, w) token map. Defaults to ``'bilinear'`` (choice:
+            RADIO and Theia also interpolate teacher feature maps
+            bilinearly). None: every teacher must be on the student's grid.
     """
 
     def __init__(self,
@@ -45,12 +80,19 @@ class FrozenTeachers(nn.ModuleDict):
                  patch_resolution: Tuple[int, int],
                  masked_input: bool = False,
                  dtype: Optional[str] = None,
-                 inference_mode: bool = False) -> None:
+                 inference_mode: bool = False,
+                 resample: Optional[str] = 'bilinear') -> None:
         super().__init__()
         if dtype is not None and dtype not in TEACHER_DTYPES:
             raise ValueError(
                 f'MomaAlgorithm: teacher_dtype={dtype!r} is not supported; '
                 f'allowed: None or one of {list(TEACHER_DTYPES)}.')
+        if resample is not None and resample not in RESAMPLE_MODES:
+            raise ValueError(
+                f'MomaAlgorithm: teacher_resample={resample!r} is not '
+                f'supported; allowed: None (teachers on the student grid) or '
+                f'one of {RESAMPLE_MODES}.')
+        self.resample = resample
         self.patch_resolution = tuple(patch_resolution)
         self.num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         self.masked_input = masked_input
@@ -82,14 +124,20 @@ class FrozenTeachers(nn.ModuleDict):
             if teacher.cls_token is None:
                 raise ValueError(f'{where}: with_cls_token=False is not '
                                  'supported for a ViT teacher.')
-            if tuple(teacher.patch_resolution) != self.patch_resolution:
+            grid = tuple(teacher.patch_resolution)
+            if grid != self.patch_resolution and (self.resample is None
+                                                  or self.masked_input):
+                why = ('with teacher_resample=None'
+                       if self.resample is None else
+                       'with mask_teacher_input=True (the visible patches are '
+                       "the student's)")
                 raise ValueError(
-                    f'{where}: its patch grid {teacher.patch_resolution} '
+                    f'{where}: its patch grid {grid} '
                     f'({where}.img_size={cfg.get("img_size", 224)!r}, '
                     f'{where}.patch_size={cfg.get("patch_size", 16)!r}) '
                     f'differs from the student grid {self.patch_resolution}; '
-                    'teacher and student must use the same img_size and '
-                    'patch_size.')
+                    f'{why} teacher and student must use the same img_size '
+                    'and patch_size.')
         elif self.masked_input:
             raise ValueError(
                 f'MomaAlgorithm: mask_teacher_input=True needs ViT teachers; '
@@ -188,22 +236,42 @@ class FrozenTeachers(nn.ModuleDict):
         if isinstance(teacher, VisionTransformer):
             layer = teacher.out_indices[-1]
             target = vit_forward_tokens(teacher, images, ids_keep, layer)
-            if ids_keep is None:
+            if ids_keep is not None:  # on the student grid (checked)
+                return unshuffle_tokens(target, ids_restore,
+                                        target.new_zeros(1, 1, 1))
+            stride = teacher.patch_embed.projection.stride
+            grid = (images.shape[-2] // stride[0],
+                    images.shape[-1] // stride[1])
+            if grid == self.patch_resolution:
                 return target
-            return unshuffle_tokens(target, ids_restore,
-                                    target.new_zeros(1, 1, 1))
+            patches = target[:, 1:].transpose(1, 2).unflatten(2, grid)
+            patches = self._to_student_grid(name, patches)  # (B, C, h, w)
+            return torch.cat(
+                [target[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
         feat = teacher(images)
         feat = feat[-1] if isinstance(feat, (tuple, list)) else feat
-        if feat.dim() != 4 or feat.shape[2] * feat.shape[3] != (
-                self.num_patches):
+        if feat.dim() != 4:
             raise RuntimeError(
                 f'MomaAlgorithm: teacher {name!r} returned features of shape '
-                f'{tuple(feat.shape)}; a non-ViT teacher must return '
-                f'(B, C, h, w) with h * w = {self.num_patches} (the student '
-                'grid).')
-        tokens = feat.flatten(2).transpose(1, 2)  # (B, L, C)
+                f'{tuple(feat.shape)}; a non-ViT teacher must return a '
+                '(B, C, h, w) map.')
+        tokens = self._to_student_grid(name, feat).flatten(2).transpose(1, 2)
         cls = tokens.new_zeros(tokens.shape[0], 1, tokens.shape[2])
-        return torch.cat([cls, tokens], dim=1)
+        return torch.cat([cls, tokens], dim=1)  # (B, 1 + L, C)
+
+    def _to_student_grid(self, name: str,
+                         feat: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) teacher map -> (B, C, H, W) on the student grid."""
+        size = self.patch_resolution
+        if tuple(feat.shape[2:]) == size:
+            return feat
+        if self.resample is None:
+            raise RuntimeError(
+                f'MomaAlgorithm: teacher {name!r} gives a '
+                f'{tuple(feat.shape[2:])} feature map, but the student grid '
+                f'is {size} and teacher_resample=None; set teacher_resample '
+                f'to one of {RESAMPLE_MODES}.')
+        return resample_map(feat, size, self.resample)
 
 
 def keep_out_of_checkpoints(owner: nn.Module, attr: str = 'teachers') -> None:

@@ -77,6 +77,10 @@ class MomaAlgorithm(BaseSelfSupervisor):
             targets after its first step (:class:`TeacherCache`, ``N`` at
             least the dataset length). Not with ``mask_teacher_input``.
             Defaults to None: the teachers run every step, as on ImageNet.
+        teacher_resample (str, optional): Teachers on another patch grid
+            (e.g. DINOv2's 14-px patches) have their patch features
+            interpolated to the student's grid with this ``F.interpolate``
+            mode. Defaults to ``'bilinear'``; None refuses such teachers.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialization config of the whole model.
@@ -96,6 +100,7 @@ class MomaAlgorithm(BaseSelfSupervisor):
                  teacher_inference_mode: bool = False,
                  compile: Union[bool, dict] = False,
                  teacher_cache: Optional[dict] = None,
+                 teacher_resample: Optional[str] = 'bilinear',
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         names = check_teacher_names(teachers)
@@ -124,7 +129,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
             'mask_step', torch.zeros((), dtype=torch.int64), persistent=True)
         self.teachers = FrozenTeachers(teachers, self.patch_resolution,
                                        mask_teacher_input, teacher_dtype,
-                                       teacher_inference_mode)
+                                       teacher_inference_mode,
+                                       teacher_resample)
         # MMEngine's ModuleDict, so that init_weights reaches them.
         self.necks, self.heads = ModuleDict(), ModuleDict()
         neck_cfgs = per_teacher(neck, names, 'neck')

@@ -52,10 +52,15 @@ def test_valid_positions_and_no_norm():
     assert torch.allclose(head.loss(pred, target, mask, valid), expected)
 
 
-def test_target_gets_no_gradient_and_pred_does():
+@pytest.mark.parametrize('loss_type', ['smooth_l1', 'mse', 'cosine'])
+@pytest.mark.parametrize('target_norm', ['layer_norm', 'none'])
+def test_target_gets_no_gradient_and_pred_does(loss_type, target_norm):
+    torch.manual_seed(0)
     pred = torch.randn(2, 5, 4, requires_grad=True)
-    target = torch.randn(2, 5, 4, requires_grad=True)
-    SmoothL1AlignHead().loss(pred, target.detach(), torch.ones(2, 4)).backward()
+    target = torch.randn(2, 5, 4, requires_grad=True)  # as if not frozen
+    head = SmoothL1AlignHead(loss_type=loss_type, target_norm=target_norm)
+    head.loss(pred, target, torch.ones(2, 4)).backward()
+    assert target.grad is None  # the head itself cuts the target's graph
     assert pred.grad is not None and pred.grad.abs().sum() > 0
 
 

@@ -6,7 +6,8 @@ from torch import nn
 
 import mmmoma  # noqa: F401
 from mmmoma.models.frozen_teachers import (FrozenTeachers,
-                                           keep_out_of_checkpoints)
+                                           keep_out_of_checkpoints,
+                                           resample_map)
 from mmmoma.models.utils import random_token_mask, vit_forward_tokens
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -80,3 +81,64 @@ def test_keep_out_of_checkpoints():
     assert owner.teachers.state_dict()  # the teachers' own dict is whole
     result = owner.load_state_dict(state, strict=True)
     assert result.missing_keys == []
+
+
+def test_resample_map_by_hand():
+    """Bilinear, align_corners=False, 2 -> 4 tokens per side: output token
+    centres at -0.25, 0.25, 0.75, 1.25 input tokens (clamped at the edges),
+    so a row [0, 1] becomes [0, 0.25, 0.75, 1]; separable in 2D."""
+    feat = torch.tensor([[0., 1.], [2., 3.]]).view(1, 1, 2, 2)
+    out = resample_map(feat, (4, 4))
+    row = torch.tensor([0., .25, .75, 1.])
+    col = torch.tensor([0., .5, 1.5, 2.])  # [0, 2] down a column
+    assert torch.allclose(out[0, 0], col[:, None] + row[None, :])
+    # area: 4 -> 2 tokens per side is the mean of each 2 x 2 block
+    down = resample_map(out, (2, 2), 'area')
+    assert torch.allclose(down[0, 0, 0, 0], out[0, 0, :2, :2].mean())
+
+
+def test_non_vit_teacher_map_resampled_or_refused():
+    class MapTeacher(nn.Module):
+        out_channels = 3
+
+        def forward(self, x):  # (B, 3, 2, 2) whatever the student's grid
+            return torch.nn.functional.adaptive_avg_pool2d(x, 2)
+
+    teachers = FrozenTeachers({}, (4, 4))
+    teachers['map'] = MapTeacher()
+    images = torch.randn(2, 3, 32, 32)
+    target = teachers.targets('map', images)
+    assert target.shape == (2, 17, 3)
+    assert torch.equal(target[:, 0], torch.zeros(2, 3))  # no class token
+    want = resample_map(teachers.map(images), (4, 4))
+    assert torch.allclose(target[:, 1:], want.flatten(2).transpose(1, 2))
+    strict = FrozenTeachers({}, (4, 4), resample=None)
+    strict['map'] = MapTeacher()
+    with pytest.raises(RuntimeError, match='teacher_resample=None'):
+        strict.targets('map', images)
+
+
+def test_dinov2_style_teacher_loads_a_larger_position_grid(tmp_path):
+    """As the DINOv2 config does: a patch-14 teacher with layer scale whose
+    checkpoint was saved at another image size (7 x 7 positions) loads
+    strictly at 56 px (4 x 4 tokens) and is resampled to a 7 x 7 student
+    grid."""
+    arch = dict(ARCH, embed_dims=32)
+    vit = dict(type='mmpretrain.VisionTransformer', arch=arch, patch_size=14,
+               layer_scale_init_value=1e-5, out_type='raw')
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(0)
+    source = MODELS.build(dict(vit, img_size=98))
+    path = tmp_path / 'dinov2_like.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in source.state_dict().items()}},
+               path)
+    teachers = FrozenTeachers(
+        dict(dinov2=dict(vit, img_size=56, init_cfg=dict(
+            type='Pretrained', checkpoint=str(path), prefix='backbone.'))),
+        (7, 7))
+    teachers.load_weights()
+    assert torch.equal(teachers.dinov2.layers[0].ffn.gamma2.weight,
+                       source.layers[0].ffn.gamma2.weight)
+    target = teachers.targets('dinov2', torch.randn(2, 3, 56, 56))
+    assert target.shape == (2, 1 + 49, 32)

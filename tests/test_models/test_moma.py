@@ -186,11 +186,42 @@ def test_image_size_not_divisible_by_patch():
         MODELS.build(cfg)
 
 
-def test_teacher_grid_mismatch():
-    cfg = tiny_cfg()
+def test_teacher_grid_mismatch_refused_without_resampling():
+    cfg = tiny_cfg(teacher_resample=None)
     cfg['teachers']['mae']['patch_size'] = 16
     with pytest.raises(ValueError, match='teachers.mae: its patch grid'):
         MODELS.build(cfg)
+    cfg = tiny_cfg(mask_teacher_input=True)
+    cfg['teachers']['mae']['patch_size'] = 16
+    with pytest.raises(ValueError, match='with mask_teacher_input=True'):
+        MODELS.build(cfg)
+
+
+def test_teacher_on_another_grid_is_resampled_to_the_student_grid():
+    """A 16-px-patch teacher (2 x 2 tokens) beside the 8-px student (4 x 4):
+    its targets are its own tokens, interpolated; the student learns."""
+    import torch.nn.functional as F
+    cfg = tiny_cfg()
+    cfg['teachers']['mae']['patch_size'] = 16
+    model = MODELS.build(cfg)
+    model.init_weights()
+    images = torch.randn(2, 3, 32, 32)
+    from mmmoma.models.utils import random_token_mask, vit_forward_tokens
+    ids_keep, ids_restore, _ = random_token_mask(2, 16, 0.75, 'cpu')
+    target, valid = model.teacher_targets('mae', images, ids_keep,
+                                          ids_restore)
+    assert target.shape[:2] == (2, 17) and valid.all()
+    with torch.no_grad():
+        own = vit_forward_tokens(model.teachers.mae, images)  # (2, 5, C)
+    assert torch.equal(target[:, 0], own[:, 0])  # class token kept
+    grid = own[:, 1:].transpose(1, 2).reshape(2, -1, 2, 2)
+    want = F.interpolate(grid, size=(4, 4), mode='bilinear',
+                         align_corners=False).flatten(2).transpose(1, 2)
+    assert torch.allclose(target[:, 1:], want)
+    losses = model.loss(images, None)
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.backbone.parameters()
+               if p.requires_grad)
 
 
 def test_missing_and_corrupt_teacher_checkpoints(tmp_path):

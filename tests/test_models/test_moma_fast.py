@@ -1,6 +1,8 @@
 """MomaAlgorithm's speed options: the same losses, frozen teachers, one
 teacher pass per step, fused attention, no host sync in the step."""
 import copy
+import os
+import shutil
 from collections import Counter
 
 import pytest
@@ -81,21 +83,41 @@ def test_float32_speed_options_change_nothing():
                                    atol=1e-8, msg=n)
 
 
+@pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None,
+                    reason="inductor on CPU needs a C++ compiler ($CXX or "
+                    'g++)')
+def test_inductor_compile_matches_eager():
+    """``compile=True``: the default backend, inductor, as the README's
+    figures say (about a minute on 2 CPU cores, mostly compiling)."""
+    ref, model = build_pair(dict(compile=True))
+    assert 'backend' not in model.compile_cfg  # torch.compile's: inductor
+    x = images()
+    ref_losses, ref_grads = step(ref, x)
+    losses, grads = step(model, x)
+    for k in ref_losses:  # measured: 8e-8 and 9e-8
+        torch.testing.assert_close(losses[k], ref_losses[k], rtol=1e-6,
+                                   atol=0)
+    assert set(grads) == set(ref_grads)
+    for n in ref_grads:  # measured: at most 9e-7
+        err = (grads[n] - ref_grads[n]).norm() / ref_grads[n].norm()
+        assert err <= 1e-5, (n, err.item())
+
+
 def test_bf16_teachers_give_close_losses_and_float32_targets():
     ref, model = build_pair(FAST_BF16)
     x = images()
     ref_losses, _ = step(ref, x)
     losses, grads = step(model, x)
     assert all(p.dtype == torch.bfloat16 for p in model.teachers.parameters())
-    for k in ref_losses:
-        torch.testing.assert_close(losses[k], ref_losses[k], rtol=2e-2,
+    for k in ref_losses:  # measured: 3.1e-4 and 1.0e-4
+        torch.testing.assert_close(losses[k], ref_losses[k], rtol=1e-3,
                                    atol=0)
     ids_keep, ids_restore = torch.arange(4)[None], torch.arange(16)[None]
     for name in ref.teachers:
         want, _ = ref.teacher_targets(name, x[:1], ids_keep, ids_restore)
         got, _ = model.teacher_targets(name, x[:1], ids_keep, ids_restore)
         assert got.dtype == torch.float32 and not got.is_inference()
-        err = (got - want).norm() / want.norm()
+        err = (got - want).norm() / want.norm()  # measured: 6.3e-3, 6.5e-3
         assert 0 < err < 2e-2, (name, err)  # rounded, not another function
     for n, p in model.named_parameters():
         if p.requires_grad:

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -36,12 +38,43 @@ def test_output_is_full_grid(mode):
         assert torch.allclose(out[:, 0], neck.proj(x[:, 0]), atol=1e-6)
 
 
+def _sincos_2d(side: int, dims: int) -> torch.Tensor:
+    """(1, 1 + side**2, dims): zeros for the class token, then for the patch
+    in row r, column c (row-major): sin(r w), cos(r w), sin(c w), cos(c w)
+    with w_k = 10000**(-k / (dims / 4)), written out from the formula
+    (MMPretrain's order; MAE's numpy code puts the column first, the same
+    table for the transposed grid)."""
+    quarter = dims // 4
+    out = torch.zeros(1, 1 + side * side, dims, dtype=torch.float64)
+    for r in range(side):
+        for c in range(side):
+            for k in range(quarter):
+                w = 10000.0**(-k / quarter)
+                i = 1 + r * side + c
+                out[0, i, k] = math.sin(r * w)
+                out[0, i, quarter + k] = math.cos(r * w)
+                out[0, i, 2 * quarter + k] = math.sin(c * w)
+                out[0, i, 3 * quarter + k] = math.cos(c * w)
+    return out.float()
+
+
 def test_decoder_positions_are_fixed_sincos():
+    torch.manual_seed(0)
     neck = MomaNeck(16, 8, patch_resolution=4, decoder_embed_dims=16,
                     decoder_num_heads=2, decoder_depth=1)
     neck.init_weights()
     assert not neck.pos_embed.requires_grad
-    assert neck.pos_embed.abs().sum() > 0
+    expected = _sincos_2d(4, 16)
+    torch.testing.assert_close(neck.pos_embed.data, expected, rtol=0,
+                               atol=1e-6)
+    # fixed: a training step leaves them as they are
+    ids_keep, ids_restore, _ = random_token_mask(2, 16, 0.75, 'cpu')
+    optim = torch.optim.AdamW(neck.parameters(), lr=0.1)
+    neck(torch.randn(2, 1 + ids_keep.shape[1], 16), ids_restore).sum(
+    ).backward()
+    optim.step()
+    torch.testing.assert_close(neck.pos_embed.data, expected, rtol=0,
+                               atol=1e-6)
 
 
 def test_bad_mode():

@@ -10,15 +10,18 @@ CONFIG = ROOT / 'tests/data/configs/moma_tiny_cpu.py'
 PLUGINS = ROOT / 'tests/data/plugins'
 
 
-def run(cmd: list, env: dict = None,
-        timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``cmd`` with stdout and stderr merged, extra ``env`` on top."""
+def run(cmd: list, env: dict = None, timeout: float = 300,
+        new_session: bool = False) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with stdout and stderr merged, extra ``env`` on top;
+    with ``new_session``, in its own process group (one that a test may
+    signal as a whole)."""
     return subprocess.run([str(c) for c in cmd],
                           env={**os.environ, **(env or {})},
                           stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT,
                           text=True,
-                          timeout=timeout)
+                          timeout=timeout,
+                          start_new_session=new_session)
 
 
 def train_cmd(work_dir: Path, options: list, *extra: str,
@@ -52,11 +55,12 @@ def plugin_env() -> dict:
     return {'PYTHONPATH': path}
 
 
-def iteration_losses(work_dir: Path) -> dict:
-    """``{iteration: {loss name: value}}`` from every scalars.json in a
-    work dir (all runs, later runs overwrite earlier ones)."""
-    out = {}
+def runs_losses(work_dir: Path) -> list:
+    """``{iteration: {loss name: value}}`` of each run in a work dir (one
+    scalars.json each), in the order they ran."""
+    runs = []
     for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        out = {}
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             if 'loss' in rec and 'iter' in rec:
@@ -64,4 +68,46 @@ def iteration_losses(work_dir: Path) -> dict:
                     k: v
                     for k, v in rec.items() if k.startswith('loss')
                 }
+        runs.append(out)
+    return runs
+
+
+def iteration_losses(work_dir: Path) -> dict:
+    """``{iteration: {loss name: value}}`` from every scalars.json in a
+    work dir (all runs, later runs overwrite earlier ones)."""
+    out = {}
+    for losses in runs_losses(work_dir):
+        out.update(losses)
     return out
+
+
+# A 32 px MOMA: 32-d student and teachers, one decoder block per neck.
+TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
+                 feedforward_channels=64)
+TINY_VIT = dict(arch=TINY_ARCH, img_size=32, patch_size=8)
+TINY_MOMA = dict(
+    type='MomaAlgorithm',
+    backbone=dict(type='mmpretrain.MAEViT', **TINY_VIT),
+    teachers=dict(
+        mocov3=dict(type='mmpretrain.MoCoV3ViT', out_type='raw', **TINY_VIT),
+        mae=dict(
+            type='mmpretrain.VisionTransformer', out_type='raw', **TINY_VIT)),
+    neck=dict(type='MomaNeck', decoder_embed_dims=32, decoder_depth=1,
+              decoder_num_heads=2),
+    head=dict(type='SmoothL1AlignHead'),
+    mask_ratio=0.75)
+
+
+def tiny_moma_loading(where: str, path: Path):
+    """The tiny MOMA built with ``where`` (e.g. ``'teachers.mae.init_cfg'``)
+    a ``Pretrained`` init of ``path``, weights not loaded yet."""
+    import copy
+
+    from mmpretrain.registry import MODELS
+    cfg = copy.deepcopy(TINY_MOMA)
+    node = cfg
+    for key in where.split('.')[:-1]:
+        node = node[key]
+    node['init_cfg'] = dict(
+        type='Pretrained', checkpoint=str(path), prefix='backbone.')
+    return MODELS.build(cfg)

@@ -345,11 +345,18 @@ def teacher_img_size_not_divisible(tmp):
 
 
 @case(ValueError, 'teachers.mae.patch_size=16', 'patch grid (2, 2)',
-      'student grid (4, 4)', 'must use the same img_size and patch_size')
+      'student grid (4, 4)', 'teacher_resample=None',
+      'must use the same img_size and patch_size')
 def teacher_patch_grid_differs(tmp):
-    cfg = tiny_cfg()
+    cfg = tiny_cfg(teacher_resample=None)
     cfg['teachers']['mae']['patch_size'] = 16
     build(cfg)
+
+
+@case(ValueError, 'teacher_resample=\'linear\'', 'is not supported',
+      "allowed: None (teachers on the student grid) or one of ('bilinear'")
+def teacher_resample_unknown(tmp):
+    build(tiny_cfg(teacher_resample='linear'))
 
 
 @case(ValueError, "neck for teacher 'mae'", 'out_channels=64',

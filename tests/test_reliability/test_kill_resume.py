@@ -1,6 +1,7 @@
 """Kill -9 mid-epoch, resume, and get the same losses; frozen teachers."""
 import signal
 
+import pytest
 import torch
 from reliability_utils import (config_with_hooks, iteration_losses,
                                plugin_env, run, train_cmd)
@@ -16,12 +17,20 @@ COMMON = [
     'train_dataloader.persistent_workers=False',
     'train_dataloader.worker_init_fn.type=epoch_worker_init_fn',
     'randomness.deterministic=True',
-    'model.save_teachers=True',  # so that the test can compare them
 ]
 
 
-def test_sigkill_then_resume_repeats_the_same_losses(tiny_run, tmp_path):
-    options = tiny_run['options'] + COMMON
+@pytest.mark.parametrize('save_teachers', [True, False],
+                         ids=['saved-teachers', 'teachers-from-init-cfg'])
+def test_sigkill_then_resume_repeats_the_same_losses(tiny_run, tmp_path,
+                                                     save_teachers):
+    """With ``save_teachers=True`` the checkpoints carry the teachers; by
+    default they leave them out and a resume re-reads them from their
+    ``init_cfg`` checkpoints. Either way the resumed run ends bit-identical
+    to the uninterrupted one, teachers included."""
+    options = tiny_run['options'] + COMMON + [
+        f'model.save_teachers={save_teachers}'
+    ]
     straight = tmp_path / 'straight'
     proc = run(train_cmd(straight, options))
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -37,7 +46,15 @@ def test_sigkill_then_resume_repeats_the_same_losses(tiny_run, tmp_path):
     assert not (killed / 'epoch_3.pth').exists()
     assert (killed / 'last_checkpoint').read_text().endswith('epoch_2.pth')
 
-    proc = run(train_cmd(killed, options, '--resume'))
+    # the resumed run dumps its teachers at the end (checkpoints of the
+    # default path do not hold them)
+    dumped = tmp_path / 'teachers_at_end.pth'
+    (tmp_path / 'dump').mkdir()
+    config = config_with_hooks(
+        tmp_path / 'dump', "dict(type='NonFiniteLossHook'), "
+        f"dict(type='DumpTeachersHook', path={str(dumped)!r})")
+    proc = run(train_cmd(killed, options, '--resume', config=config),
+               env=plugin_env())
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'resumed epoch: 2, iter: 8' in proc.stdout
     resumed = iteration_losses(killed)
@@ -54,13 +71,18 @@ def test_sigkill_then_resume_repeats_the_same_losses(tiny_run, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
-    # frozen means frozen, also after a resume: the teachers saved at the
-    # end are bit-identical to the checkpoints they were loaded from
+    # frozen means frozen, also after a resume: the teachers at the end
+    # (in the checkpoint, or as the resumed run held them) are
+    # bit-identical to the checkpoints they were loaded from
+    teachers = torch.load(dumped, weights_only=True)
+    assert any(k.startswith('teachers.') for k in b) == save_teachers
     for name, path in tiny_run['ckpts'].items():
         source = torch.load(path, weights_only=True)['state_dict']
         for key, value in source.items():
-            saved = b['teachers.' + name + '.' + key[len('backbone.'):]]
-            assert torch.equal(saved, value), (name, key)
+            key = name + '.' + key[len('backbone.'):]
+            assert torch.equal(teachers[key], value), key
+            if save_teachers:
+                assert torch.equal(b['teachers.' + key], value), key
 
 
 def test_without_epoch_seeds_a_resume_diverges(tiny_run, tmp_path):

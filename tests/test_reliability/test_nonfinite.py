@@ -1,4 +1,5 @@
-"""A NaN loss stops the run at that iteration, or skips that step."""
+"""A NaN or Inf loss stops the run at that iteration, or skips that step
+(and stops after ``max_skips`` in a row)."""
 import math
 import re
 
@@ -10,11 +11,15 @@ from reliability_utils import (config_with_hooks, iteration_losses,
 POISON_AT = 6  # iteration 6 = epoch 2, 2nd of its 4 iterations
 
 
-def _train(tiny_run, work, action):
+def _train(tiny_run, work, action, fault=None, **hook):
+    """Three epochs with ``NonFiniteLossHook(action, **hook)`` and the fault
+    ``fault`` (default: the MAE teacher outputs NaN at POISON_AT)."""
+    fault = fault or ("dict(type='PoisonTeacherHook', teacher='mae', "
+                      f'iteration={POISON_AT})')
+    extra = ''.join(f', {k}={v!r}' for k, v in hook.items())
     config = config_with_hooks(
-        work.parent, f"dict(type='NonFiniteLossHook', action={action!r}), "
-        f"dict(type='PoisonTeacherHook', teacher='mae', "
-        f'iteration={POISON_AT})')
+        work.parent,
+        f"dict(type='NonFiniteLossHook', action={action!r}{extra}), {fault}")
     return run(train_cmd(work, tiny_run['options'] +
                          ['train_cfg.max_epochs=3'], config=config),
                env=plugin_env())
@@ -59,6 +64,43 @@ def test_nan_step_is_skipped_when_asked(tiny_run, tmp_path):
         math.isfinite(v) for it, rec in losses.items() if it != POISON_AT
         for v in rec.values())
     assert _finite(work / 'epoch_3.pth')  # the NaN never reached a weight
+
+
+def test_inf_stops_the_run_and_names_the_teacher(tiny_run, tmp_path):
+    work = tmp_path / 'work'
+    proc = _train(tiny_run, work, 'stop',
+                  f"dict(type='InfLossHook', key='loss_mae', "
+                  f'iterations=[{POISON_AT}])')
+    assert proc.returncode != 0
+    assert re.search(
+        rf"Non-finite loss at iteration {POISON_AT} \(epoch 2\): "
+        r"loss_mae=inf \(teacher 'mae'\)", proc.stdout), proc.stdout[-3000:]
+    assert max(iteration_losses(work)) == POISON_AT - 1
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
+
+
+def test_skip_stops_after_max_skips_in_a_row(tiny_run, tmp_path):
+    # Iteration 3 is skipped alone (the streak restarts at 4); 5 and 6 are
+    # two in a row, the limit, so the run stops at 6.
+    work = tmp_path / 'work'
+    proc = _train(tiny_run, work, 'skip',
+                  "dict(type='InfLossHook', key='loss_mae', "
+                  'iterations=[3, 5, 6])',
+                  max_skips=2)
+    assert proc.returncode != 0
+    for it, streak, total in ((3, 1, 1), (5, 1, 2), (6, 2, 3)):
+        assert re.search(
+            rf'skipped iteration {it} \(epoch {(it - 1) // 4 + 1}\): '
+            rf"loss_mae=inf \(teacher 'mae'\); {streak} in a row, "
+            rf'{total} in all', proc.stdout), (it, proc.stdout[-3000:])
+    assert re.search(
+        r'Non-finite loss at iteration 6 \(epoch 2\): loss_mae=inf '
+        r"\(teacher 'mae'\)\. 2 consecutive steps were skipped, the limit",
+        proc.stdout), proc.stdout[-3000:]
+    assert 'skipped iteration 4' not in proc.stdout
+    assert max(iteration_losses(work)) == 5  # nothing after the stop
+    assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
+    assert _finite(work / 'epoch_1.pth')
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -5,11 +5,8 @@ calling ``exec``, which writes a marker file. Every way a foreign checkpoint
 enters the project (teacher and student ``init_cfg``, the downstream
 ``MomaViT``, the converter tools, MMEngine's ``load_from``) must refuse it
 with a message naming the argument and the file, and the marker must not
-appear. Only ``Runner.resume`` of the project's own checkpoints unpickles
-more.
+appear. ``--resume`` is tested in test_resume_checks.py.
 """
-import contextlib
-import copy
 import json
 from pathlib import Path
 
@@ -19,26 +16,10 @@ import torch
 import mmmoma  # noqa: F401  (first: it applies the compatibility fixes)
 from mmengine.runner import load_checkpoint
 from mmmoma.apis import extract_student, official_to_mmpretrain
-from mmmoma.compat import trusted_checkpoint_load
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
+from reliability_utils import TINY_ARCH, tiny_moma_loading
 
-ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
-MODEL = dict(
-    type='MomaAlgorithm',
-    backbone=dict(
-        type='mmpretrain.MAEViT', arch=ARCH, img_size=32, patch_size=8),
-    teachers=dict(
-        mocov3=dict(
-            type='mmpretrain.MoCoV3ViT', arch=ARCH, img_size=32,
-            patch_size=8, out_type='raw'),
-        mae=dict(
-            type='mmpretrain.VisionTransformer', arch=ARCH, img_size=32,
-            patch_size=8, out_type='raw')),
-    neck=dict(type='MomaNeck', decoder_embed_dims=32, decoder_depth=1,
-              decoder_num_heads=2),
-    head=dict(type='SmoothL1AlignHead'),
-    mask_ratio=0.75)
 
 
 class Payload:
@@ -52,7 +33,7 @@ class Payload:
 
 
 def vit_weights() -> dict:
-    vit = VisionTransformer(arch=ARCH, img_size=32, patch_size=8,
+    vit = VisionTransformer(arch=TINY_ARCH, img_size=32, patch_size=8,
                             out_type='raw')
     return vit.state_dict()
 
@@ -91,23 +72,11 @@ def test_crafted_checkpoint_runs_code_when_fully_unpickled(tmp_path):
 @pytest.mark.parametrize('where', [
     'teachers.mae.init_cfg', 'teachers.mocov3.init_cfg', 'backbone.init_cfg'
 ])
-@pytest.mark.parametrize('trusted', [False, True],
-                         ids=['plain', 'in-resume-context'])
-def test_moma_refuses_crafted_checkpoint(where, legacy, trusted, tmp_path):
+def test_moma_refuses_crafted_checkpoint(where, legacy, tmp_path):
     marker = tmp_path / 'marker'
     path = craft(tmp_path / 'crafted.pth', marker, legacy=legacy)
-    cfg = copy.deepcopy(MODEL)
-    node = cfg
-    for key in where.split('.')[:-1]:
-        node = node[key]
-    node['init_cfg'] = dict(
-        type='Pretrained', checkpoint=str(path), prefix='backbone.')
-    model = MODELS.build(cfg)
-    # Even inside the context that Runner.resume opens, a teacher or
-    # student init_cfg is read with weights_only=True.
-    context = (trusted_checkpoint_load() if trusted
-               else contextlib.nullcontext())
-    with context, pytest.raises(ValueError) as info:
+    model = tiny_moma_loading(where, path)
+    with pytest.raises(ValueError) as info:
         model.init_weights()
     message = str(info.value)
     assert f'{where}.checkpoint={str(path)!r}' in message
@@ -121,7 +90,7 @@ def test_downstream_student_refuses_crafted_checkpoint(tmp_path):
     path = craft(tmp_path / 'crafted.pth', marker)
     backbone = MODELS.build(
         dict(
-            type='MomaViT', arch=ARCH, img_size=32, patch_size=8,
+            type='MomaViT', arch=TINY_ARCH, img_size=32, patch_size=8,
             init_cfg=dict(
                 type='Pretrained', checkpoint=str(path),
                 prefix='backbone.')))
@@ -137,7 +106,7 @@ def test_converter_refuses_crafted_checkpoint(tmp_path):
     dst = tmp_path / 'out.pth'
     with pytest.raises(SystemExit) as info:
         official_to_mmpretrain.main([
-            '--format', 'mae', '--arch', json.dumps(ARCH), '--img-size',
+            '--format', 'mae', '--arch', json.dumps(TINY_ARCH), '--img-size',
             '32', '--patch-size', '8', str(src), str(dst)])
     message = str(info.value)
     assert f'SRC {str(src)!r}' in message
@@ -163,7 +132,7 @@ def test_load_from_refuses_crafted_checkpoint(tmp_path):
     weights_only outside ``Runner.resume``."""
     marker = tmp_path / 'marker'
     path = craft(tmp_path / 'crafted.pth', marker)
-    vit = VisionTransformer(arch=ARCH, img_size=32, patch_size=8)
+    vit = VisionTransformer(arch=TINY_ARCH, img_size=32, patch_size=8)
     with pytest.raises(Exception, match='Unsupported global: GLOBAL exec'):
         load_checkpoint(vit, str(path), map_location='cpu')
     assert not marker.exists()

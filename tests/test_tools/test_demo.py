@@ -72,6 +72,20 @@ def test_monitoring_hook_ran_in_every_step(smoke):
         assert 'knn/top1' in scalars.read_text()
 
 
+def test_training_curves_of_every_step(smoke):
+    work, out = smoke
+    md = (work / 'results.md').read_text()
+    rows = json.loads((work / 'results.json').read_text())['rows']
+    assert rows[0]['curves'] is None  # random init: not trained
+    for row in rows[1:]:
+        png = work / row['name'] / 'curves.png'
+        assert row['curves'] == str(png)
+        assert png.read_bytes().startswith(b'\x89PNG')
+        # linked below the table, relative to results.md
+        assert f'[{row["model"]}]({row["name"]}/curves.png)' in md
+    assert md.index('curves.png') > md.index('| MOMA student')
+
+
 def test_published_checkpoints_load_strictly_as_teachers(smoke):
     """The MOMA step loaded steps 1-2 through init_cfg; redo it here."""
     from mmengine.config import Config

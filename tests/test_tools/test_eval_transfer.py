@@ -311,6 +311,45 @@ def test_extract_student_round_trips(moma_ckpt, tmp_path, capsys):
         extract_student.main([str(moma_ckpt), str(out)])
 
 
+def test_extract_student_for_timm_gives_the_same_features(moma_ckpt,
+                                                          tmp_path):
+    """--format timm: timm.create_model loads the file strictly and its
+    features equal the MMPretrain student's."""
+    import timm
+    from mmpretrain.models import MAEViT
+
+    from mmmoma.models.utils import vit_forward_tokens
+    out = tmp_path / 'student_timm.pth'
+    report = extract_student.main(
+        [str(moma_ckpt), str(out), '--format', 'timm', '--num-heads', '2'])
+    kwargs = report['timm_kwargs']
+    assert kwargs['embed_dim'] == 32 and kwargs['depth'] == 4
+    model = timm.create_model(
+        'vit_base_patch16_224', pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(out), num_classes=0), **kwargs)
+    saved = torch.load(out, weights_only=True)
+    assert set(saved) == set(model.state_dict())  # nothing left over
+    student = MAEViT(arch=dict(embed_dims=32, num_layers=4, num_heads=2,
+                               feedforward_channels=64),
+                     img_size=32, patch_size=8)
+    student.load_state_dict(student_of(moma_ckpt), strict=True)
+    student.eval()  # BaseBackbone.train() returns None: no chaining
+    model.eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = vit_forward_tokens(student, images)
+        got = model.forward_features(images)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(SystemExit, match=r"--num-heads=5: .* divisor of 32"):
+        extract_student.main([str(moma_ckpt), str(tmp_path / 'x.pth'),
+                              '--format', 'timm', '--num-heads', '5'])
+    with pytest.raises(SystemExit, match=r"--format='onnx' is not supported"):
+        extract_student.main([str(moma_ckpt), str(tmp_path / 'y.pth'),
+                              '--format', 'onnx'])
+    assert not (tmp_path / 'x.pth').exists()
+
+
 # ------------------------------------------------------------ bad input
 @pytest.fixture(scope='module')
 def no_student_ckpt(moma_ckpt, tmp_path_factory) -> Path:

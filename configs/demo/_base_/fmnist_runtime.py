@@ -1,6 +1,6 @@
 # Runtime of the Fashion-MNIST demo configs: the project's runtime (epoch
-# seeds, NaN stop), frequent logging for short epochs, and k-NN evaluation
-# of the frozen features during and after training (KNNEvalHook).
+# seeds, NaN stop, preemption), frequent logging for short epochs, and k-NN
+# evaluation of the frozen features during and after training (KNNEvalHook).
 _base_ = '../../_base_/moma_runtime.py'
 
 default_hooks = dict(
@@ -41,6 +41,7 @@ custom_hooks = [
         interval=1),
     dict(type='EpochSeedHook'),
     dict(type='NonFiniteLossHook', action='stop'),
+    dict(type='PreemptionHook', signal='SIGTERM'),
 ]
 
 randomness = dict(seed=0, diff_rank_seed=True)

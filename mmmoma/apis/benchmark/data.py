@@ -28,6 +28,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import FUNCTIONS, DefaultScope
 
+from mmmoma.apis import launch
 from mmmoma.apis.benchmark.timing import (format_rows, loader_batches, report,
                                 time_loader)
 
@@ -74,7 +75,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def list_images(folder: str) -> List[str]:
     """The image files under ``folder``, sorted."""
     if not osp.isdir(folder):
-        raise SystemExit(f'--images={folder!r} is not a folder.')
+        raise SystemExit(f'--images={folder!r} is not a folder. Allowed: a '
+                         'folder with image files '
+                         f'({", ".join(IMAGE_EXTENSIONS)}), searched '
+                         'recursively.')
     files = sorted(
         osp.join(root, name) for root, _, names in os.walk(folder)
         for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
@@ -165,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         dict: What the JSON holds.
     """
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = launch.load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     files = list_images(args.images)

@@ -22,6 +22,7 @@ from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
+from mmmoma.apis import launch
 from mmmoma.apis.benchmark.flops import count_flops
 from mmmoma.apis.benchmark.timing import (format_rows, peak_memory,
                                           profile_steps, report,
@@ -91,8 +92,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f'--{name.replace("_", "-")}={value} must be > 0')
-    if args.warmup < 0 or args.data < 0 or args.profile < 0:
-        parser.error('--warmup, --data and --profile must be >= 0')
+    for name in ('warmup', 'data', 'profile'):
+        value = getattr(args, name)
+        if value < 0:
+            parser.error(f'--{name}={value}: allowed: an integer >= 0')
     if args.data_in_loop and not args.data:
         parser.error('--data-in-loop needs --data N (N > 0): the number of '
                      'steps to time')
@@ -220,7 +223,7 @@ def speed_options(model, optim_wrapper) -> dict:
 def load_config(args: argparse.Namespace) -> Config:
     """``args.config`` with ``--fast``, ``--compile`` and ``--cfg-options``
     merged, in that order."""
-    cfg = Config.fromfile(args.config)
+    cfg = launch.load_config(args.config)
     if args.fast:
         cfg.merge_from_dict(FAST_CFG_OPTIONS)
     if args.compile:
