@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from typing import Any, Dict, Iterator, Optional
 
 import torch
@@ -108,7 +109,9 @@ def atomic_save(obj: Any, path: str) -> None:
         torch.save(obj, f)
 
 
-def load_checkpoint(path: str, name: str = 'checkpoint') -> Any:
+def load_checkpoint(path: str,
+                    name: str = 'checkpoint',
+                    mmap: bool = False) -> Any:
     """Read a checkpoint without running any code it may pickle.
 
     Local files go to ``torch.load(weights_only=True)`` directly, so that
@@ -122,6 +125,9 @@ def load_checkpoint(path: str, name: str = 'checkpoint') -> Any:
         name (str): The config key or argument ``path`` came from, named in
             every error (e.g. ``'teachers.mae.init_cfg.checkpoint'``).
             Defaults to ``'checkpoint'``.
+        mmap (bool): Map the tensors of a local file in torch's zip format
+            instead of reading them: for a look at keys and shapes, which
+            then costs no tensor I/O. Defaults to False.
 
     Returns:
         The unpickled object (usually a dict with ``state_dict``).
@@ -135,10 +141,12 @@ def load_checkpoint(path: str, name: str = 'checkpoint') -> Any:
             if path.startswith(REMOTE_PREFIXES):
                 return CheckpointLoader.load_checkpoint(
                     path, map_location='cpu')
+            local = os.path.expanduser(path)
             return torch.load(
-                os.path.expanduser(path),
+                local,
                 map_location='cpu',
-                weights_only=True)
+                weights_only=True,
+                mmap=mmap and zipfile.is_zipfile(local))
     except pickle.UnpicklingError as err:
         text = str(err)
         found = re.search(r'Unsupported global: GLOBAL (\S+)', text)

@@ -341,7 +341,8 @@ def check_resume_checkpoint(runner: Runner, config: str) -> None:
                '(same model type and architecture); to start from other '
                'weights, use a Pretrained init_cfg instead of --resume.')
     try:
-        checkpoint = load_checkpoint(path, '--resume')
+        # Keys and shapes only: MMEngine reads the tensors when it resumes.
+        checkpoint = load_checkpoint(path, '--resume', mmap=True)
     except ValueError as err:
         raise SystemExit(f'{err}\n{allowed}') from err
     state = (checkpoint.get('state_dict')

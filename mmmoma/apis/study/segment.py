@@ -1,7 +1,5 @@
 """Segmentation of the study: UperNet on composed Fashion-MNIST scenes with
 a run's backbone, trained and validated by ``tools/train.py``."""
-import glob
-import json
 import os
 import os.path as osp
 import shutil
@@ -12,6 +10,7 @@ from typing import Optional
 from mmmoma.datasets.fmnist_scenes import make_scenes
 from ..common import (REPO_ROOT, Progress, config_hash, fmt_time, read_cache,
                       read_json, run_tool, write_cache)
+from ..curves import find_scalars, read_scalars
 from .rows import SEG_CONFIG
 
 
@@ -45,18 +44,15 @@ def prepare_scenes(work: str, preset: dict, data_root: Optional[str],
 
 
 def read_miou(run_dir: str) -> Optional[float]:
-    """The last validation mIoU (%) in the run's ``vis_data/scalars.json``."""
-    miou = None
-    for path in glob.glob(osp.join(run_dir, '*', 'vis_data',
-                                   'scalars.json')):
-        with open(path) as f:
-            for line in f:
-                entry = json.loads(line)
-                if 'mIoU' in entry:
-                    # mmseg's value (2 decimals) as a float32: to 4 decimals,
-                    # as MMEngine logs it
-                    miou = round(float(entry['mIoU']), 4)
-    return miou
+    """The last validation mIoU (%) in the run's ``vis_data/scalars.json``,
+    None before the run has validated."""
+    try:
+        miou = read_scalars(find_scalars(run_dir)).get('mIoU')
+    except FileNotFoundError:
+        return None
+    # mmseg's value (2 decimals) as a float32: to 4 decimals, as MMEngine
+    # logs it
+    return None if miou is None else round(miou.values[-1], 4)
 
 
 def segment(name: str, checkpoint: str, scenes: str, work: str,
