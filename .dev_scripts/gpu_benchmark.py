@@ -282,9 +282,9 @@ def check_equivalence(config: str, device_name: Optional[str],
             })
         for name in naive.teachers:
             ref = naive.teacher_targets(name, images, ids_keep,
-                                        ids_restore)[0]
+                                        ids_restore)[0][name]
             got = fast.teacher_targets(name, images, ids_keep,
-                                       ids_restore)[0]
+                                       ids_restore)[0][name]
             ref_loss = losses[0][f'loss_{name}']
             got_loss = losses[1][f'loss_{name}']
             result['teachers'][name] = {

@@ -4,20 +4,23 @@ from . import compat
 # First: the fixes must be in place before mmpretrain / mmseg are imported.
 compat.apply_all()
 
-from .datasets import (FashionMNISTIdx,  # noqa: E402
+from .datasets import (CheckedLoadAnnotations,  # noqa: E402
+                       CheckedLoadImageFromFile, FashionMNISTIdx,
                        FastRandomResizedCrop)
 from .engine import (EpochSeedHook, KNNEvalHook,  # noqa: E402
                      LayerDecayOptimWrapperConstructor, NonFiniteLossHook,
-                     PreemptionHook)
+                     PreemptionHook, TargetStatsHook)
 from .evaluation import knn_evaluate  # noqa: E402
 from .models import (FrozenTeachers, MomaAlgorithm, MomaNeck,  # noqa: E402
-                     MomaViT, SmoothL1AlignHead, TeacherCache)
+                     MomaViT, SmoothL1AlignHead, TargetNorm,
+                     TeacherCache)
 from .version import __version__  # noqa: E402
 
 __all__ = [
-    '__version__', 'compat', 'EpochSeedHook', 'FashionMNISTIdx',
+    '__version__', 'CheckedLoadAnnotations', 'CheckedLoadImageFromFile',
+    'compat', 'EpochSeedHook', 'FashionMNISTIdx',
     'FastRandomResizedCrop', 'FrozenTeachers', 'KNNEvalHook', 'knn_evaluate',
     'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm', 'MomaNeck',
     'MomaViT', 'NonFiniteLossHook', 'PreemptionHook', 'SmoothL1AlignHead',
-    'TeacherCache'
+    'TargetNorm', 'TargetStatsHook', 'TeacherCache'
 ]

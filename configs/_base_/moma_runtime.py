@@ -5,8 +5,10 @@
 #   names the teacher; the last good checkpoint stays as it was.
 # - PreemptionHook: on SIGTERM (Slurm's --signal=TERM@120) every rank
 #   finishes its iteration, one checkpoint records the place in the epoch,
-#   the job exits with code 75, and --resume continues with the batches
-#   left. Until a signal comes it changes nothing.
+#   the job exits with code 75 (also through tools/dist_train.sh and
+#   tools/slurm_train.sh), and --resume continues with the batches left;
+#   the next checkpoint replaces (removes) the preemption one. Until a
+#   signal comes it changes nothing.
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
 default_hooks = dict(

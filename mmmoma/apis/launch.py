@@ -27,6 +27,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
 
+from mmmoma.datasets.checked_loading import use_checked_loading
 from mmmoma.datasets.checks import check_data_roots, check_samples
 from mmmoma.fileio import load_checkpoint
 
@@ -194,6 +195,9 @@ def _runner(args: argparse.Namespace,
     merge(cfg, args)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # A corrupt image or label map is named, with what is wrong with it,
+    # also when a dataloader worker reads it in the middle of an epoch.
+    use_checked_loading(cfg)
     # A missing data root fails here, naming the key, not in a worker.
     check_data_roots(cfg, split)
     # Without a GPU: gloo process group, CPU DDP, BN for SyncBN.
@@ -302,9 +306,12 @@ def _model_types(cfg_text: Any) -> Optional[Dict[str, str]]:
     return None
 
 
-def _short_type(name: Optional[str]) -> Optional[str]:
+def _short_type(name: Any) -> Any:
     """A registry type without its scope (``mmpretrain.MAEViT`` ->
-    ``MAEViT``), so that a scoped and a plain spelling compare equal."""
+    ``MAEViT``), so that a scoped and a plain spelling compare equal; a
+    class (a pure-Python config's type) by its name."""
+    if isinstance(name, type) or callable(name):
+        name = getattr(name, '__name__', name)
     return name.split('.')[-1] if isinstance(name, str) else name
 
 
@@ -315,16 +322,84 @@ def _listed(title: str, items: List[str]) -> str:
     return f'\n  {title} ({len(items)}): {shown}{more}'
 
 
+def _group_sizes(state: Any) -> Optional[Dict[str, List[int]]]:
+    """``{optimizer: [parameters per param group]}`` of an optimizer
+    wrapper's state dict: the key ``''`` for one ``OptimWrapper``, one key
+    per optimizer of an ``OptimWrapperDict``; None for anything else."""
+    if not isinstance(state, dict):
+        return None
+    if 'param_groups' in state:
+        groups = state['param_groups']
+        if not (isinstance(groups, list) and all(
+                isinstance(g, dict) and isinstance(g.get('params'), list)
+                for g in groups)):
+            return None
+        return {'': [len(g['params']) for g in groups]}
+    sizes = {}
+    for name, inner in state.items():
+        found = _group_sizes(inner) if isinstance(inner, dict) else None
+        if found is None or list(found) != ['']:
+            return None
+        sizes[name] = found['']
+    return sizes or None
+
+
+def _groups_text(sizes: Optional[List[int]]) -> str:
+    if sizes is None:
+        return 'none'
+    shown = ', '.join(str(n) for n in sizes[:_SHOWN_KEYS])
+    more = ', ...' if len(sizes) > _SHOWN_KEYS else ''
+    plural = '' if len(sizes) == 1 else 's'
+    return f'{len(sizes)} param group{plural} of [{shown}{more}] parameters'
+
+
+def param_group_differences(saved: Any, current: dict) -> List[str]:
+    """How the optimizer param groups of a checkpoint differ from the
+    config's: the number of groups, the parameters in each.
+
+    These are what ``torch.optim.Optimizer.load_state_dict`` requires to
+    be equal (it fails with ``loaded state dict has a different number of
+    parameter groups``, or ``... doesn't match the size of optimizer's
+    group``, after the model weights are already loaded).
+
+    Args:
+        saved: The checkpoint's ``optimizer`` entry.
+        current (dict): ``state_dict()`` of the optimizer wrapper that the
+            config builds for the model.
+
+    Returns:
+        list[str]: One line per difference, empty when they match.
+    """
+    ours = _group_sizes(current)
+    theirs = _group_sizes(saved)
+    if ours is None:
+        return []
+    if theirs is None:
+        return ['optimizer: the checkpoint\'s entry is not the state of an '
+                'optimizer wrapper (no param_groups with params)']
+    lines = []
+    for name in sorted(set(ours) | set(theirs)):
+        label = f'optimizer {name!r}' if name else 'optimizer'
+        if ours.get(name) != theirs.get(name):
+            lines.append(f'{label}: checkpoint '
+                         f'{_groups_text(theirs.get(name))}, config '
+                         f'{_groups_text(ours.get(name))}')
+    return lines
+
+
 def check_resume_checkpoint(runner: Runner, config: str) -> None:
     """Refuse to resume from a checkpoint of another model, before loading.
 
     MMEngine's ``Runner.resume`` loads the weights non-strictly, so a
-    checkpoint of another algorithm or architecture is half loaded before
-    the optimizer fails with ``loaded state dict has a different number of
-    parameter groups``. Here the file is read with ``weights_only=True``
-    (a crafted pickle is refused, nothing it holds runs) and compared with
-    the built model: the model type recorded in its meta, missing,
-    unexpected and mis-shaped keys.
+    checkpoint of another algorithm or architecture, or of other optimizer
+    settings, is half loaded before the optimizer fails with ``loaded state
+    dict has a different number of parameter groups``. Here the file is
+    read with ``weights_only=True`` (a crafted pickle is refused, nothing
+    it holds runs) and compared with the built model: the model type
+    recorded in its meta, missing, unexpected and mis-shaped keys; and with
+    the optimizer wrapper the config builds for it (built here, once, and
+    then used by ``runner.train()``): the number of param groups and the
+    parameters in each.
 
     Args:
         runner (Runner): The built Runner, before ``train()``.
@@ -338,8 +413,10 @@ def check_resume_checkpoint(runner: Runner, config: str) -> None:
     if path is None:
         return
     allowed = ('Allowed: a checkpoint that a Runner of this config wrote '
-               '(same model type and architecture); to start from other '
-               'weights, use a Pretrained init_cfg instead of --resume.')
+               '(same model type, architecture and optimizer param groups: '
+               'optim_wrapper\'s constructor and paramwise_cfg); to start '
+               'from other weights, use a Pretrained init_cfg instead of '
+               '--resume.')
     try:
         # Keys and shapes only: MMEngine reads the tensors when it resumes.
         checkpoint = load_checkpoint(path, '--resume', mmap=True)
@@ -383,7 +460,16 @@ def check_resume_checkpoint(runner: Runner, config: str) -> None:
     type_differs = recorded is not None and any(
         _short_type(recorded.get(k)) != _short_type(current[k])
         for k in recorded)
-    if not (missing or unexpected or mis_shaped or type_differs):
+    optimizer = []
+    # Runner.resume loads the optimizer only when the file holds one.
+    if 'optimizer' in checkpoint and runner.optim_wrapper is not None:
+        # runner.train() builds it the same way, or takes this one as built
+        runner.optim_wrapper = runner.build_optim_wrapper(
+            runner.optim_wrapper)
+        optimizer = param_group_differences(
+            checkpoint['optimizer'], runner.optim_wrapper.state_dict())
+    if not (missing or unexpected or mis_shaped or type_differs
+            or optimizer):
         return
     lines = [f'--resume {path!r} does not match the config {config!r}; '
              'nothing was loaded.']
@@ -394,6 +480,7 @@ def check_resume_checkpoint(runner: Runner, config: str) -> None:
                          ('mis-shaped', mis_shaped)):
         if items:
             lines.append(_listed(title, items))
+    lines.extend(f'\n  {line}' for line in optimizer)
     lines.append(f'\n{allowed}')
     raise SystemExit(''.join(lines))
 
@@ -429,11 +516,13 @@ def train(argv: Optional[List[str]] = None) -> None:
         '`auto_scale_lr.base_batch_size` of the config')
     args = _parse(parser, 'train_cfg.max_epochs=2', argv)
     runner = _runner(args, _train_flags, 'train')
-    # Builds the train loop that runner.train() then uses: an empty dataset
-    # or an unreadable first image fails before the model is initialised.
-    if runner.train_loop is not None:
-        check_samples(runner.train_loop.dataloader.dataset,
-                      'train_dataloader.dataset')
+    # Builds the loops that runner.train() then uses: an empty dataset, an
+    # unreadable first image, or any bad file of a small dataset (the
+    # scenes) fails before the model is initialised, not at validation.
+    for key, loop in (('train_dataloader', runner.train_loop),
+                      ('val_dataloader', runner.val_loop)):
+        if loop is not None:
+            check_samples(loop.dataloader.dataset, f'{key}.dataset')
     # A foreign or crafted checkpoint is refused before any state is loaded.
     check_resume_checkpoint(runner, args.config)
     runner.train()
@@ -499,6 +588,8 @@ def test(argv: Optional[List[str]] = None) -> dict:
         parser.error(f'--out {args.out}: the file must end in .pkl or '
                      '.pickle')
     runner = _runner(args, _test_flags, 'test')
+    check_samples(runner.test_loop.dataloader.dataset,
+                  'test_dataloader.dataset')
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

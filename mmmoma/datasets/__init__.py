@@ -1,5 +1,10 @@
-"""Registered datasets and transforms (MMPretrain's registries)."""
+"""Registered datasets and transforms (MMPretrain's and MMSeg's registries)."""
+from .checked_loading import (CheckedLoadAnnotations,
+                              CheckedLoadImageFromFile, DataFileError)
 from .fashion_mnist import FashionMNISTIdx
 from .fast_random_resized_crop import FastRandomResizedCrop
 
-__all__ = ['FashionMNISTIdx', 'FastRandomResizedCrop']
+__all__ = [
+    'CheckedLoadAnnotations', 'CheckedLoadImageFromFile', 'DataFileError',
+    'FashionMNISTIdx', 'FastRandomResizedCrop'
+]

@@ -8,13 +8,17 @@ layout that is expected, including how to write a small ADE20K-layout
 dataset of Fashion-MNIST scenes
 (``tools/dataset_converters/make_fmnist_scenes.py``) where ADE20K cannot be
 downloaded. An image-folder dataset whose folder holds no image fails there
-too. Once the Runner has built the train dataset, :func:`check_samples`
-fails on an empty one and decodes its first samples, so that an unreadable
-image is named before the first iteration, not from inside a worker.
+too. Once the Runner has built a dataset, :func:`check_samples` fails on an
+empty one and decodes its samples (all of a small one, such as the
+composed scenes; the first few of a large one), so that an unreadable
+image or label map is named before the first iteration, not from inside a
+worker.
 """
 import os
 import os.path as osp
 from typing import Iterator, Optional, Sequence, Tuple
+
+from .checked_loading import DataFileError
 
 ADE20K_LAYOUT = ('a folder in the ADE20K layout (images/{training,'
                  'validation}/*.jpg, annotations/{training,validation}/*.png'
@@ -29,6 +33,9 @@ IMAGENET_LAYOUT = ('a folder in MMPretrain\'s ImageNet layout (train/ and '
 # MMPretrain's CustomDataset (and so ImageNet) without an ann_file lists
 # these files under its image folder.
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
+#: Datasets of at most this many samples are decoded whole before a run:
+#: the composed Fashion-MNIST scenes (2000 training scenes at most).
+FULL_CHECK_MAX = 2000
 RUN_KEYS = {
     'train': ('train_dataloader', 'val_dataloader'),
     'test': ('test_dataloader', ),
@@ -228,19 +235,36 @@ def _leaf_datasets(dataset, where: str) -> Iterator[Tuple[str, object]]:
         yield where, dataset
 
 
-def check_samples(dataset, where: str, num: int = 4) -> None:
+def _loader_name(transform) -> Optional[str]:
+    """``'LoadImageFromFile'`` for a loading transform (a checked one
+    included), None for any other."""
+    for cls in type(transform).__mro__:
+        if cls.__name__.startswith('Load'):
+            return cls.__name__
+    return None
+
+
+def check_samples(dataset,
+                  where: str,
+                  num: int = 4,
+                  full_check_max: int = FULL_CHECK_MAX) -> None:
     """Fail before training on an empty dataset or an undecodable sample.
 
-    Only the loading transforms (``Load*``) of each pipeline run, on the
-    first ``num`` samples: they read files and draw no random numbers, so
-    the run that follows is unchanged. A bad file further down the dataset
-    is still found only when it is read.
+    Only the loading transforms (``Load*``, and their checked versions of
+    :mod:`mmmoma.datasets.checked_loading`) of each pipeline run: they read
+    files and draw no random numbers, so the run that follows is unchanged.
+    A dataset of at most ``full_check_max`` samples (the composed
+    Fashion-MNIST scenes) is decoded whole, a larger one on its first
+    ``num`` samples; there a bad file further down is named by the checked
+    transforms when it is read.
 
     Args:
         dataset: A built dataset (wrappers are looked through).
         where (str): Its config key, e.g. ``'train_dataloader.dataset'``.
-        num (int): How many samples of each dataset to decode.
+        num (int): How many samples of a larger dataset to decode.
             Defaults to 4.
+        full_check_max (int): The most samples a dataset may have to be
+            decoded whole. Defaults to :data:`FULL_CHECK_MAX`.
 
     Raises:
         ValueError: Naming the key, the data root and the dataset type for
@@ -254,13 +278,14 @@ def check_samples(dataset, where: str, num: int = 4) -> None:
                 f'{key}: {kind} with data_root={root!r} has no samples. '
                 'Allowed: a dataset with at least one sample; check '
                 f'{key}.data_root, data_prefix and ann_file.')
-        loads = []
-        for transform in getattr(getattr(leaf, 'pipeline', None),
-                                 'transforms', []):
-            if not type(transform).__name__.startswith('Load'):
-                break
-            loads.append(transform)
-        for idx in range(min(num, len(leaf))):
+        loads = [
+            t for t in getattr(getattr(leaf, 'pipeline', None), 'transforms',
+                               []) if _loader_name(t) is not None
+        ]
+        if not loads:
+            continue
+        checked = len(leaf) if len(leaf) <= full_check_max else num
+        for idx in range(min(checked, len(leaf))):
             info = leaf.get_data_info(idx)
             source = info.get('img_path') or info.get('seg_map_path')
             try:
@@ -268,8 +293,12 @@ def check_samples(dataset, where: str, num: int = 4) -> None:
                     info = transform(info)
                     if info is None:  # ignore_empty=True skips the sample
                         break
+            except DataFileError as err:  # names the file already
+                raise DataFileError(
+                    f'{key}.data_root={root!r}: sample {idx} of {kind} '
+                    f'({len(leaf)} samples): {err}') from err
             except Exception as err:  # noqa: BLE001 - re-raised with the file
-                names = ', '.join(type(t).__name__ for t in loads)
+                names = ', '.join(_loader_name(t) for t in loads)
                 raise ValueError(
                     f'{key}.data_root={root!r}: sample {idx} of {kind}, '
                     f'{source!r}, cannot be decoded ({type(err).__name__}: '

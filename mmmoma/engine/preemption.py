@@ -8,18 +8,27 @@ the epoch the run stopped, and the job exits with :data:`EXIT_PREEMPTED`.
 that were left. Register it in ``custom_hooks``::
 
     custom_hooks = [dict(type='PreemptionHook', signal='SIGTERM')]
+
+Under ``torchrun`` the launcher reports any failed worker as exit code 1;
+``tools/dist_train.sh`` runs it through :func:`torchrun`, which exits with
+the workers' preemption code instead.
 """
+import glob
+import os
 import os.path as osp
 import random
+import re
 import signal as signals
+import sys
+import tempfile
 import threading
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 from mmengine.dist import (all_gather_object, all_reduce, barrier, get_rank,
                            get_world_size, is_main_process)
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
@@ -35,6 +44,13 @@ EXIT_PREEMPTED = 75
 _REFUSED = ('SIGKILL', 'SIGSTOP', 'SIGSEGV', 'SIGBUS', 'SIGFPE', 'SIGILL',
             'SIGCHLD')
 META_KEY = 'preemption'
+#: Environment variable naming a file that a preempted run writes (from the
+#: first process of each node): ``"<exit code> <checkpoint>"``. A launcher
+#: that reports its workers' exit codes as its own (``torchrun``: always 1)
+#: reads it to exit with the preemption code (:func:`torchrun`,
+#: ``tools/slurm_train.sh``).
+MARKER_ENV = 'MMMOMA_PREEMPTED_FILE'
+_PREEMPTED = re.compile(r'preempted_iter_(\d+)\.pth')
 
 
 def _signal_number(sig: Union[str, int]) -> signals.Signals:
@@ -86,6 +102,112 @@ def _set_rng_state(state: Dict) -> None:
         torch.cuda.set_rng_state(state['cuda'])
 
 
+def write_marker(exit_code: int, checkpoint: str) -> None:
+    """Tell the launcher that this node's processes stop for preemption.
+
+    Writes ``"<exit_code> <checkpoint>"`` to the file named by
+    :data:`MARKER_ENV`, from the first process of each node (``LOCAL_RANK``
+    0); does nothing when the variable is not set.
+
+    Args:
+        exit_code (int): The code the processes exit with.
+        checkpoint (str): The checkpoint they wrote.
+    """
+    marker = os.environ.get(MARKER_ENV)
+    if not marker or os.environ.get('LOCAL_RANK', '0') != '0':
+        return
+    with atomic_write(marker, 'w') as f:
+        f.write(f'{exit_code} {checkpoint}\n')
+
+
+def read_marker(path: str) -> Optional[int]:
+    """The exit code that :func:`write_marker` wrote to ``path``, or None
+    when it wrote nothing (an empty or missing file, or no code in 1..255).
+    """
+    try:
+        with open(path) as f:
+            words = f.read().split()
+    except OSError:
+        return None
+    if not words or not words[0].isdigit() or not 1 <= int(words[0]) <= 255:
+        return None
+    return int(words[0])
+
+
+def torchrun(argv: Optional[List[str]] = None) -> int:
+    """``torchrun`` that exits with the code of preempted workers.
+
+    torchrun's elastic agent ends with exit code 1 when a worker fails,
+    whatever the worker's code, and also when the agent itself was
+    signalled (after forwarding the signal to its workers and waiting for
+    them). A scheduler's requeue rule cannot tell a preempted job from a
+    crashed one. This runs ``torch.distributed.run`` in this process (the
+    same signals reach it) with :data:`MARKER_ENV` set for its workers;
+    when it fails and a worker wrote the marker, it returns that code
+    (:data:`EXIT_PREEMPTED`) instead.
+
+    Args:
+        argv (list[str], optional): torchrun's arguments. Defaults to None
+            (``sys.argv[1:]``).
+
+    Returns:
+        int: 0 when torchrun succeeded, else the preemption code; any other
+        failure is raised as torchrun raises it.
+    """
+    from torch.distributed import run as torch_run
+    fd, marker = tempfile.mkstemp(prefix='mmmoma-preempted-', suffix='.txt')
+    os.close(fd)
+    os.environ[MARKER_ENV] = marker  # the workers inherit it
+    try:
+        try:
+            torch_run.main(argv)
+        except BaseException:  # ChildFailedError, SignalException, ...
+            code = read_marker(marker)
+            if code is None:
+                raise
+            with open(marker) as f:
+                saved = f.read().split(maxsplit=1)[-1].strip()
+            print(
+                f'torchrun: the workers were preempted and saved {saved}; '
+                f'exiting with code {code} (not torchrun\'s 1). Continue '
+                'with the same command and --resume.',
+                file=sys.stderr)
+            return code
+        return 0
+    finally:
+        os.environ.pop(MARKER_ENV, None)
+        os.unlink(marker)
+
+
+def remove_superseded(work_dir: str, latest: Optional[str],
+                      upto: int) -> List[str]:
+    """Remove the ``preempted_iter_<N>.pth`` files that a newer checkpoint
+    replaces.
+
+    Args:
+        work_dir (str): The folder the preemption checkpoints are in.
+        latest (str, optional): The checkpoint ``last_checkpoint`` points
+            at; never removed.
+        upto (int): The iteration of ``latest``; a file of a later
+            iteration (of another run) is kept.
+
+    Returns:
+        list[str]: The removed files.
+    """
+    removed = []
+    for path in sorted(glob.glob(osp.join(work_dir, 'preempted_iter_*.pth'))):
+        match = _PREEMPTED.fullmatch(osp.basename(path))
+        if (match is None or int(match.group(1)) > upto or latest is not None
+                and osp.abspath(path) == osp.abspath(latest)):
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
 class _IgnoreSignalInWorker:
     """A dataloader ``worker_init_fn`` that ignores the preemption signal.
 
@@ -128,6 +250,14 @@ class PreemptionHook(Hook):
     ``persistent_workers=False`` as for any exact resume. Resume with the
     same number of processes.
 
+    A preemption checkpoint is removed as soon as a newer checkpoint
+    replaces it in ``last_checkpoint`` (the resumed run's next
+    ``CheckpointHook`` save, or the next preemption), unless the
+    ``CheckpointHook`` keeps every checkpoint (``max_keep_ckpts`` <= 0). The
+    one just written, and the one a run resumed from, stay until then.
+    With :data:`MARKER_ENV` set, the first process of each node also writes
+    that file before exiting (:func:`write_marker`).
+
     Args:
         signal (str | int): The signal, e.g. ``'SIGTERM'`` (Slurm's
             ``--signal=TERM@120``) or ``'SIGUSR1'``. Defaults to
@@ -151,6 +281,8 @@ class PreemptionHook(Hook):
         self._requested = False
         self._previous = None
         self._resume: Optional[Dict] = None
+        # The checkpoint last_checkpoint pointed at when last looked at.
+        self._latest: Optional[str] = None
 
     # ------------------------------------------------------------- signal
     def _on_signal(self, signum: int, frame) -> None:
@@ -178,6 +310,8 @@ class PreemptionHook(Hook):
         loader = loop.dataloader
         loader.worker_init_fn = _IgnoreSignalInWorker(
             int(self.signum), loader.worker_init_fn)
+        # after a resume: what the resumed checkpoint's message hub holds
+        self._latest = runner.message_hub.get_info('last_ckpt')
         if self._resume is not None:
             self._prepare_resume(runner)
 
@@ -195,6 +329,8 @@ class PreemptionHook(Hook):
         flag = torch.tensor([float(self._requested)])
         all_reduce(flag, op='max')  # one rank signalled: all ranks stop
         if flag.item() == 0:
+            # CheckpointHook (by iteration) has run: it may have saved
+            self._clean_up(runner, runner.iter + 1)
             return
         epoch, done = runner.epoch, batch_idx + 1
         step = runner.iter + 1  # iterations done, as MMEngine counts them
@@ -220,7 +356,9 @@ class PreemptionHook(Hook):
                               'w') as f:
                 f.write(path)
         runner.message_hub.update_info('last_ckpt', path)
+        self._clean_up(runner, step)
         barrier()  # no rank exits before the checkpoint is on disk
+        write_marker(self.exit_code, path)
         print_log(
             f'PreemptionHook: {self.signum.name} received; stopped after '
             f'iteration {step} (epoch {epoch + 1}, batch {done} of '
@@ -230,6 +368,26 @@ class PreemptionHook(Hook):
             logger='current',
             level=30)
         raise SystemExit(self.exit_code)
+
+    def after_train_epoch(self, runner) -> None:
+        self._clean_up(runner, runner.iter)  # after CheckpointHook's save
+
+    def _clean_up(self, runner, upto: int) -> None:
+        """Remove the preemption checkpoints older than a new
+        ``last_checkpoint`` target, if CheckpointHook limits the number
+        of checkpoints kept."""
+        latest = runner.message_hub.get_info('last_ckpt')
+        if latest == self._latest:
+            return
+        self._latest = latest
+        keeps_all = any(
+            isinstance(hook, CheckpointHook) and hook.max_keep_ckpts <= 0
+            for hook in runner.hooks)
+        if is_main_process() and not keeps_all:
+            for path in remove_superseded(runner.work_dir, latest, upto):
+                print_log(
+                    f'PreemptionHook: removed {path}, replaced by {latest}.',
+                    logger='current')
 
     # ------------------------------------------------------------- resume
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -5,9 +5,10 @@ from .frozen_teachers import FrozenTeachers
 from .moma import MomaAlgorithm
 from .moma_neck import MomaNeck
 from .moma_vit import MomaViT
+from .target_norm import TargetNorm
 from .teacher_cache import TeacherCache
 
 __all__ = [
     'FrozenTeachers', 'MomaAlgorithm', 'MomaNeck', 'MomaViT',
-    'SmoothL1AlignHead', 'TeacherCache'
+    'SmoothL1AlignHead', 'TargetNorm', 'TeacherCache'
 ]

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from .target_norm import TARGET_NORMS, TargetNorm
+
 POSITIONS = ('masked', 'visible', 'all')
-TARGET_NORMS = ('layer_norm', 'none')
 LOSS_TYPES = ('smooth_l1', 'mse', 'cosine')
 
 
@@ -24,8 +25,20 @@ class SmoothL1AlignHead(BaseModule):
     Args:
         beta (float): Smooth L1 threshold between the L2 and L1 regimes.
             Defaults to 1.0.
-        target_norm (str): ``'layer_norm'`` (per token, no affine) or
-            ``'none'``. Defaults to ``'layer_norm'``.
+        target_norm (str): ``'layer_norm'`` (per token, no affine; the
+            paper), ``'none'``, or a standardisation with data statistics:
+            ``'channel'``, ``'position'`` or ``'phi_s'`` (see
+            :class:`TargetNorm`). Defaults to ``'layer_norm'``.
+        target_stats (str): Statistics of those: ``'ema'`` (updated every
+            training step) or ``'fixed'`` (a one-pass estimate before
+            training by ``TargetStatsHook``). Defaults to ``'ema'``.
+        target_momentum (float): EMA weight of a batch. Defaults to 0.01.
+        target_refresh_interval (int): ``'phi_s'`` with ``'ema'``: recompute
+            the transform every N steps. Defaults to 1.
+        in_channels (int, optional): Teacher width C, for the statistics;
+            filled in by MomaAlgorithm. Defaults to None.
+        num_tokens (int, optional): 1 + L, for ``'position'``; filled in by
+            MomaAlgorithm. Defaults to None.
         positions (str): Patch positions in the loss: ``'masked'``,
             ``'visible'`` or ``'all'``. Defaults to ``'all'``.
         with_cls_token (bool): Whether the class token enters the loss.
@@ -41,15 +54,16 @@ class SmoothL1AlignHead(BaseModule):
                  positions: str = 'all',
                  with_cls_token: bool = True,
                  loss_type: str = 'smooth_l1',
+                 target_stats: str = 'ema',
+                 target_momentum: float = 0.01,
+                 target_refresh_interval: int = 1,
+                 in_channels: Optional[int] = None,
+                 num_tokens: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not (isinstance(beta, (int, float)) and beta > 0):
             raise ValueError(
                 f'SmoothL1AlignHead: beta={beta!r} must be a number > 0.')
-        if target_norm not in TARGET_NORMS:
-            raise ValueError(
-                f'SmoothL1AlignHead: target_norm={target_norm!r} is not '
-                f'supported; allowed: {TARGET_NORMS}.')
         if positions not in POSITIONS:
             raise ValueError(
                 f'SmoothL1AlignHead: positions={positions!r} is not '
@@ -61,6 +75,13 @@ class SmoothL1AlignHead(BaseModule):
         self.beta = beta
         self.loss_type = loss_type
         self.target_norm = target_norm
+        self.norm = TargetNorm(
+            target_norm,
+            channels=in_channels,
+            num_tokens=num_tokens,
+            stats=target_stats,
+            momentum=target_momentum,
+            refresh_interval=target_refresh_interval)
         self.positions = positions
         self.with_cls_token = with_cls_token
 
@@ -87,8 +108,12 @@ class SmoothL1AlignHead(BaseModule):
              pred: torch.Tensor,
              target: torch.Tensor,
              mask: torch.Tensor,
-             valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+             valid: Optional[torch.Tensor] = None,
+             per_sample: bool = False) -> torch.Tensor:
         """Smooth L1 (or ``loss_type``) of ``pred`` to normalised ``target``.
+
+        In training, a statistics norm first updates its statistics with the
+        batch (``target_stats='ema'``).
 
         Args:
             pred (torch.Tensor): (B, 1 + L, C) student predictions.
@@ -98,15 +123,17 @@ class SmoothL1AlignHead(BaseModule):
                 student.
             valid (torch.Tensor, optional): (B, 1 + L) bool, positions where
                 both a prediction and a target exist. Defaults to None (all).
+            per_sample (bool): Return each sample's loss (its tokens
+                averaged) instead of the batch's. Defaults to False.
 
         Returns:
-            torch.Tensor: The scalar loss.
+            torch.Tensor: The scalar loss (every kept token counts once), or
+            (B, ) with ``per_sample``.
         """
         # The teachers are frozen: no gradient may reach them through their
         # targets, even when a caller passes a target that requires grad.
-        target = target.detach().float()
-        if self.target_norm == 'layer_norm':
-            target = F.layer_norm(target, target.shape[-1:], eps=1e-6)
+        target = self.norm(
+            target.detach().float(), valid, update=self.training)
         if self.loss_type == 'cosine':
             per_token = 1 - F.cosine_similarity(pred.float(), target, dim=-1)
         elif self.loss_type == 'mse':
@@ -120,4 +147,6 @@ class SmoothL1AlignHead(BaseModule):
         if valid is not None:
             keep = keep & valid
         keep = keep.to(per_token.dtype)
+        if per_sample:
+            return (per_token * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         return (per_token * keep).sum() / keep.sum().clamp(min=1.0)

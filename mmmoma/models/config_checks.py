@@ -174,3 +174,108 @@ def check_input_grid(images: torch.Tensor, vit: nn.Module,
             f'give a {grid} patch grid, but the model was built for '
             f'{patch_resolution}; set img_size in the model to the crop size '
             'of the pipeline.')
+
+
+#: ``teacher_balance`` types of MomaAlgorithm.
+BALANCES = ('average', 'drop', 'uncertainty')
+#: ``layer_fusion`` values of MomaAlgorithm.
+LAYER_FUSIONS = ('separate', 'mean')
+#: Head norms that need the teacher width (and grid) at build time.
+STAT_NORMS = ('channel', 'position', 'phi_s')
+
+
+def check_balance(cfg: Optional[dict]) -> dict:
+    """``teacher_balance`` as ``dict(type=..., p=...)``; None: average."""
+    cfg = dict(type='average') if cfg is None else dict(cfg)
+    kind = cfg.pop('type', None)
+    if kind not in BALANCES:
+        raise ValueError(
+            f'MomaAlgorithm: teacher_balance.type={kind!r} is not supported; '
+            f'allowed: {BALANCES}.')
+    allowed = {'drop': {'p'}}.get(kind, set())
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ValueError(
+            f'MomaAlgorithm: teacher_balance={dict(cfg, type=kind)!r} has '
+            f'unknown keys {unknown}; type {kind!r} takes '
+            f'{sorted(allowed) or "no other keys"}.')
+    if kind == 'drop':
+        p = cfg.setdefault('p', 0.5)
+        if not (isinstance(p, (int, float)) and 0 <= p <= 1):
+            raise ValueError(f'MomaAlgorithm: teacher_balance.p={p!r} must '
+                             'be a number in [0, 1].')
+        cfg['p'] = float(p)
+    return dict(type=kind, **cfg)
+
+
+def check_layer_fusion(fusion: str) -> str:
+    """``layer_fusion`` of a multi-layer teacher."""
+    if fusion not in LAYER_FUSIONS:
+        raise ValueError(
+            f'MomaAlgorithm: layer_fusion={fusion!r} is not supported; '
+            f'allowed: {LAYER_FUSIONS}.')
+    return fusion
+
+
+def check_mask_guide(cfg: Optional[dict], names: List[str],
+                     has_cls_token: Dict[str, bool],
+                     mask_teacher_input: bool) -> Optional[dict]:
+    """``mask_guide``: ``dict(teacher=name, random_share=0.5)`` or None."""
+    if cfg is None:
+        return None
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - {'teacher', 'random_share'})
+    if unknown:
+        raise ValueError(
+            f'MomaAlgorithm: mask_guide has unknown keys {unknown}; allowed: '
+            "['random_share', 'teacher'].")
+    teacher = cfg.get('teacher')
+    if teacher not in names or not has_cls_token[teacher]:
+        vits = [n for n in names if has_cls_token[n]]
+        raise ValueError(
+            f'MomaAlgorithm: mask_guide.teacher={teacher!r} must name a ViT '
+            f'teacher (its class-token attention guides the mask); '
+            f'allowed: {vits}.')
+    share = cfg.setdefault('random_share', 0.5)
+    if not (isinstance(share, (int, float)) and 0 <= share <= 1):
+        raise ValueError(f'MomaAlgorithm: mask_guide.random_share={share!r} '
+                         'must be a number in [0, 1].')
+    if mask_teacher_input:
+        raise ValueError(
+            'MomaAlgorithm: mask_guide needs the teachers to see the full '
+            'image; it cannot be combined with mask_teacher_input=True.')
+    return dict(teacher=teacher, random_share=float(share))
+
+
+def check_neck_warmup(iters: int) -> int:
+    """``neck_warmup_iters``: an int >= 0."""
+    if not (isinstance(iters, int) and iters >= 0):
+        raise ValueError(f'MomaAlgorithm: neck_warmup_iters={iters!r} must '
+                         'be an int >= 0.')
+    return iters
+
+
+def fill_head_cfg(cfg: dict, key: str, teacher_dims: int,
+                  num_tokens: int) -> dict:
+    """Give a statistics head its teacher width and token count.
+
+    Args:
+        cfg (dict): The head config of target ``key``; edited in place.
+        key (str): The target (a teacher, or a teacher's layer).
+        teacher_dims (int): Ct.
+        num_tokens (int): 1 + L.
+
+    Returns:
+        dict: ``cfg``.
+    """
+    if cfg.get('target_norm') not in STAT_NORMS:
+        return cfg
+    for name, value in (('in_channels', teacher_dims),
+                        ('num_tokens', num_tokens)):
+        given = cfg.setdefault(name, value)
+        if given != value:
+            raise ValueError(
+                f'MomaAlgorithm: head for target {key!r} has {name}='
+                f'{given!r}, but the teacher gives {value!r}; remove it or '
+                f'set it to {value!r}.')
+    return cfg

@@ -1,6 +1,6 @@
 """FrozenTeachers: MOMA's pretrained teachers, built, loaded and run frozen."""
 import copy
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch import nn
 from .checkpoint import load_pretrained, pop_pretrained
 from .config_checks import check_patch_grid
 from .speed import TEACHER_DTYPES
-from .utils import unshuffle_tokens, vit_forward_tokens
+from .utils import unshuffle_tokens, vit_forward_layers
 
 
 #: ``F.interpolate`` modes for teacher features on another patch grid.
@@ -57,7 +57,8 @@ class FrozenTeachers(nn.ModuleDict):
 
     Args:
         teachers (dict): ``{name: backbone config}``. ViT-family teachers
-            give their tokens after ``out_indices[-1]``; any other MMPretrain
+            give their tokens after each block in ``out_indices`` (one target
+            per layer; the deepest is :meth:`targets`); any other MMPretrain
             backbone must return a (B, C, h, w) map.
         patch_resolution (tuple[int, int]): The student's patch grid.
         masked_input (bool): The teachers will see the student's visible
@@ -159,6 +160,14 @@ class FrozenTeachers(nn.ModuleDict):
                 'neck.out_channels explicitly.')
         return dims
 
+    def layers(self, name: str) -> List[int]:
+        """Block indices of teacher ``name``'s targets, shallowest first
+        (``[-1]`` for a non-ViT teacher)."""
+        teacher = self[name]
+        if not isinstance(teacher, VisionTransformer):
+            return [-1]
+        return sorted({i % teacher.num_layers for i in teacher.out_indices})
+
     def has_cls_token(self, name: str) -> bool:
         """Whether teacher ``name`` gives a class-token target (ViTs do)."""
         return isinstance(self[name], VisionTransformer)
@@ -192,7 +201,23 @@ class FrozenTeachers(nn.ModuleDict):
                 images: torch.Tensor,
                 ids_keep: Optional[torch.Tensor] = None,
                 ids_restore: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Features of teacher ``name`` on the full token grid, frozen.
+        """Features of teacher ``name`` on the full token grid, frozen: its
+        deepest layer of :meth:`outputs`.
+
+        Returns:
+            torch.Tensor: (B, 1 + L, Ct) float32, the class token first.
+        """
+        return self.outputs(name, images, ids_keep, ids_restore)[0][-1]
+
+    def outputs(
+        self,
+        name: str,
+        images: torch.Tensor,
+        ids_keep: Optional[torch.Tensor] = None,
+        ids_restore: Optional[torch.Tensor] = None,
+        attention: bool = False
+    ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """Features of teacher ``name`` at each of its :meth:`layers`.
 
         The teacher runs once, under ``torch.no_grad`` (or
         ``torch.inference_mode``); with ``dtype``, in that dtype with
@@ -206,48 +231,69 @@ class FrozenTeachers(nn.ModuleDict):
                 Defaults to None.
             ids_restore (torch.Tensor, optional): (B, L), with ``ids_keep``.
                 Defaults to None.
+            attention (bool): Also return the class token's attention over
+                the patches in the deepest target block (ViT teachers on the
+                full image). Defaults to False.
 
         Returns:
-            torch.Tensor: (B, 1 + L, Ct) float32, the class token first;
-            zeros where the teacher gives no feature (the class token of a
-            non-ViT teacher, hidden patches with ``masked_input``).
+            tuple: a list of (B, 1 + L, Ct) float32, one per layer, the class
+            token first, zeros where the teacher gives no feature (the class
+            token of a non-ViT teacher, hidden patches with
+            ``masked_input``); and the (B, L) float32 attention on the
+            student's grid, summing to at most 1 per sample, or None.
         """
+        if attention and not (self.has_cls_token(name) and ids_keep is None):
+            masked = ' with masked input' if ids_keep is not None else ''
+            raise ValueError(
+                f'MomaAlgorithm: attention-guided masking needs a ViT teacher '
+                f'that sees the full image; teacher {name!r} is a '
+                f'{type(self[name]).__name__}{masked}.')
         grad_off = (torch.inference_mode
                     if self.inference_mode else torch.no_grad)
         if self.dtype is None:
             with grad_off():
-                target = self._features(name, images, ids_keep, ids_restore)
+                feats, attn = self._features(name, images, ids_keep,
+                                             ids_restore, attention)
         else:
             self._apply_dtype()  # outside inference mode
             # Autocast would recast the teacher weights on every op.
             with grad_off(), torch.autocast(
                     images.device.type, enabled=False):
-                target = self._features(name, images.to(self.dtype),
-                                        ids_keep, ids_restore)
+                feats, attn = self._features(name, images.to(self.dtype),
+                                             ids_keep, ids_restore, attention)
         # Inference tensors cannot be saved for backward (the head's
-        # target_norm='none') outside inference mode: an ordinary tensor.
-        target = target.float()
-        return target.clone() if target.is_inference() else target
+        # target_norm='none') outside inference mode: ordinary tensors.
+        feats = [f.float() for f in feats]
+        feats = [f.clone() if f.is_inference() else f for f in feats]
+        if attn is not None:
+            attn = attn.float()
+            attn = attn.clone() if attn.is_inference() else attn
+        return feats, attn
 
-    def _features(self, name: str, images: torch.Tensor,
-                  ids_keep: Optional[torch.Tensor],
-                  ids_restore: Optional[torch.Tensor]) -> torch.Tensor:
+    def _features(
+        self, name: str, images: torch.Tensor,
+        ids_keep: Optional[torch.Tensor], ids_restore: Optional[torch.Tensor],
+        attention: bool
+    ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
         teacher = self[name]
         if isinstance(teacher, VisionTransformer):
-            layer = teacher.out_indices[-1]
-            target = vit_forward_tokens(teacher, images, ids_keep, layer)
+            feats, attn = vit_forward_layers(teacher, images, ids_keep,
+                                             self.layers(name), attention)
             if ids_keep is not None:  # on the student grid (checked)
-                return unshuffle_tokens(target, ids_restore,
-                                        target.new_zeros(1, 1, 1))
+                return [
+                    unshuffle_tokens(f, ids_restore, f.new_zeros(1, 1, 1))
+                    for f in feats
+                ], None
             stride = teacher.patch_embed.projection.stride
             grid = (images.shape[-2] // stride[0],
                     images.shape[-1] // stride[1])
             if grid == self.patch_resolution:
-                return target
-            patches = target[:, 1:].transpose(1, 2).unflatten(2, grid)
-            patches = self._to_student_grid(name, patches)  # (B, C, h, w)
-            return torch.cat(
-                [target[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
+                return feats, attn
+            if attn is not None:  # (B, h * w) -> (B, L), mass kept
+                attn = self._to_student_grid(name, attn.unflatten(
+                    1, grid)[:, None]).flatten(1) * (
+                        grid[0] * grid[1] / self.num_patches)
+            return [self._regrid_tokens(name, f, grid) for f in feats], attn
         feat = teacher(images)
         feat = feat[-1] if isinstance(feat, (tuple, list)) else feat
         if feat.dim() != 4:
@@ -257,7 +303,15 @@ class FrozenTeachers(nn.ModuleDict):
                 '(B, C, h, w) map.')
         tokens = self._to_student_grid(name, feat).flatten(2).transpose(1, 2)
         cls = tokens.new_zeros(tokens.shape[0], 1, tokens.shape[2])
-        return torch.cat([cls, tokens], dim=1)  # (B, 1 + L, C)
+        return [torch.cat([cls, tokens], dim=1)], None  # (B, 1 + L, C)
+
+    def _regrid_tokens(self, name: str, tokens: torch.Tensor,
+                       grid: Tuple[int, int]) -> torch.Tensor:
+        """(B, 1 + h * w, C) on the teacher's grid -> (B, 1 + L, C)."""
+        patches = tokens[:, 1:].transpose(1, 2).unflatten(2, grid)
+        patches = self._to_student_grid(name, patches)  # (B, C, H, W)
+        return torch.cat(
+            [tokens[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
 
     def _to_student_grid(self, name: str,
                          feat: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@ import copy
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import ModuleDict
 from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
@@ -10,16 +11,23 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from .checkpoint import load_pretrained, pop_pretrained
-from .config_checks import (check_input_grid, check_loss_weights,
-                            check_mask_ratio, check_patch_grid,
+from .config_checks import (check_input_grid,
+                            check_layer_fusion, check_loss_weights,
+                            check_mask_guide, check_mask_ratio,
+                            check_neck_warmup, check_patch_grid,
                             check_positions, check_student,
                             check_teacher_names, check_visible_patches,
-                            fill_neck_cfg, per_teacher)
+                            fill_head_cfg, fill_neck_cfg, per_teacher)
 from .frozen_teachers import FrozenTeachers, keep_out_of_checkpoints
 from .speed import check_compile, compile_parts
+from .teacher_balance import TeacherBalance
 from .teacher_cache import TeacherCache
-from .utils import (keyed_token_noise, random_token_mask, sample_indices,
-                    vit_forward_tokens)
+from .utils import (guided_noise, keyed_token_noise, num_visible_tokens,
+                    random_token_mask, sample_indices, vit_forward_tokens)
+
+#: The teacher-cache slot of the guide teacher's attention (a name that no
+#: target key takes: those are teacher names and ``<name>_l<block>``).
+ATTENTION = ':attention'
 
 
 @MODELS.register_module()
@@ -33,7 +41,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
     :class:`MomaNeck` per teacher projects the student tokens to that
     teacher's feature space and one :class:`SmoothL1AlignHead` per teacher
     aligns them with the normalised teacher features. The loss is the
-    weighted sum over teachers.
+    weighted sum over teachers (or, beyond the paper, ``teacher_balance``;
+    a teacher with several ``out_indices`` gives one target per block).
 
     A sample's mask depends only on ``(mask_seed, mask_step, sample_idx)``
     (buffers, saved in checkpoints; see
@@ -81,6 +90,29 @@ class MomaAlgorithm(BaseSelfSupervisor):
             (e.g. DINOv2's 14-px patches) have their patch features
             interpolated to the student's grid with this ``F.interpolate``
             mode. Defaults to ``'bilinear'``; None refuses such teachers.
+        teacher_balance (dict, optional): How the per-target losses add up
+            (beyond the paper): ``dict(type='average')`` (the paper, weighted
+            by ``loss_weights``), ``dict(type='drop', p=0.5)`` (UNIC's
+            teacher dropping: per image, every target but the one of highest
+            loss is dropped with probability p) or
+            ``dict(type='uncertainty')`` (one learned log-variance s per
+            teacher: ``exp(-s) * loss + s``). Each target's effective weight
+            is logged as ``weight_<target>``. Defaults to None: average.
+        layer_fusion (str): A teacher with several ``out_indices`` gives one
+            target per block (``'separate'``: a neck and a head each, losses
+            ``loss_<teacher>_l<block>``, the teacher's weight shared) or one
+            target, the mean of the per-token layer-normed blocks
+            (``'mean'``, data2vec's top-K average). Defaults to
+            ``'separate'``.
+        mask_guide (dict, optional): Attention-guided masking (MILAN,
+            MaskAlign): ``dict(teacher=name, random_share=0.5)`` keeps for
+            the student the patches the teacher's class token attends to
+            most, except a ``random_share`` of the visible patches drawn
+            uniformly from the rest. Defaults to None: uniform masks.
+        neck_warmup_iters (int): For the first N training steps the
+            student's tokens reach the necks detached, so that random necks
+            fit an initialised student before it changes (LP-FT). Under DDP
+            this needs ``find_unused_parameters=True``. Defaults to 0.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialization config of the whole model.
@@ -101,6 +133,10 @@ class MomaAlgorithm(BaseSelfSupervisor):
                  compile: Union[bool, dict] = False,
                  teacher_cache: Optional[dict] = None,
                  teacher_resample: Optional[str] = 'bilinear',
+                 teacher_balance: Optional[dict] = None,
+                 layer_fusion: str = 'separate',
+                 mask_guide: Optional[dict] = None,
+                 neck_warmup_iters: int = 0,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         names = check_teacher_names(teachers)
@@ -131,18 +167,19 @@ class MomaAlgorithm(BaseSelfSupervisor):
                                        mask_teacher_input, teacher_dtype,
                                        teacher_inference_mode,
                                        teacher_resample)
-        # MMEngine's ModuleDict, so that init_weights reaches them.
-        self.necks, self.heads = ModuleDict(), ModuleDict()
-        neck_cfgs = per_teacher(neck, names, 'neck')
-        head_cfgs = per_teacher(head, names, 'head')
-        for name in names:
-            self.necks[name] = MODELS.build(
-                fill_neck_cfg(neck_cfgs[name], name, self.backbone.embed_dims,
-                              self.teachers.feature_dims(name),
-                              self.patch_resolution))
-            self.heads[name] = MODELS.build(head_cfgs[name])
-            check_positions(name, self.heads[name], self.necks[name],
-                            mask_teacher_input)
+        self.layer_fusion = check_layer_fusion(layer_fusion)
+        self.balance = TeacherBalance(teacher_balance, names)
+        self.mask_guide = check_mask_guide(
+            mask_guide, names,
+            {n: self.teachers.has_cls_token(n) for n in names},
+            mask_teacher_input)
+        self.num_guided = 0  # visible patches picked by attention
+        if self.mask_guide is not None:
+            num_keep = num_visible_tokens(self.num_patches, self.mask_ratio)
+            self.num_guided = round(num_keep *
+                                    (1 - self.mask_guide['random_share']))
+        self.neck_warmup_iters = check_neck_warmup(neck_warmup_iters)
+        self._build_targets(names, neck, head)
         self.save_teachers = save_teachers
         if not save_teachers:
             keep_out_of_checkpoints(self, 'teachers')
@@ -151,6 +188,33 @@ class MomaAlgorithm(BaseSelfSupervisor):
             compile_parts(self, self.compile_cfg) if self.compile_cfg else {})
         self.teacher_cache = TeacherCache.build(teacher_cache,
                                                 mask_teacher_input)
+
+    def _build_targets(self, names: List[str], neck: dict,
+                       head: dict) -> None:
+        """One target per (teacher, block) unless fused; its key names its
+        neck, head and loss (``target_keys``, ``owner``)."""
+        self.target_keys: Dict[str, List[str]] = {}
+        for name in names:
+            layers = self.teachers.layers(name)
+            separate = len(layers) > 1 and self.layer_fusion == 'separate'
+            self.target_keys[name] = ([f'{name}_l{i}' for i in layers]
+                                      if separate else [name])
+        self.owner = {k: n for n, ks in self.target_keys.items() for k in ks}
+        # MMEngine's ModuleDict, so that init_weights reaches them.
+        self.necks, self.heads = ModuleDict(), ModuleDict()
+        neck_cfgs = per_teacher(neck, names, 'neck')
+        head_cfgs = per_teacher(head, names, 'head')
+        for key, name in self.owner.items():
+            dims = self.teachers.feature_dims(name)
+            self.necks[key] = MODELS.build(
+                fill_neck_cfg(copy.deepcopy(neck_cfgs[name]), name,
+                              self.backbone.embed_dims, dims,
+                              self.patch_resolution))
+            self.heads[key] = MODELS.build(
+                fill_head_cfg(copy.deepcopy(head_cfgs[name]), key, dims,
+                              1 + self.num_patches))
+            check_positions(name, self.heads[key], self.necks[key],
+                            self.mask_teacher_input)
 
     def init_weights(self) -> None:
         """Random init, then strict loads of the teachers and the student."""
@@ -172,37 +236,94 @@ class MomaAlgorithm(BaseSelfSupervisor):
         """Teachers -> targets; masked student -> necks -> heads -> losses.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_<teacher>`` for each teacher,
-            already weighted, so that their sum is the training loss.
+            dict[str, torch.Tensor]: ``loss_<target>`` for each target,
+            already weighted, so that their sum is the training loss (see
+            :class:`TeacherBalance` for what else a balance logs).
         """
         images = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         sample_ids = self._sample_ids(data_samples, images)
-        ids_keep, ids_restore, mask = self.draw_mask(images, sample_ids)
+        step = self.mask_step.clone()
+        if sample_ids is not None:  # the step of the keyed streams
+            self.mask_step += 1
+        if self.mask_teacher_input:  # the targets depend on the mask
+            ids_keep, ids_restore, mask = self.draw_mask(
+                images, sample_ids, step)
+            targets, _ = self.all_targets(images, sample_ids, ids_keep,
+                                          ids_restore)
+        else:  # the mask may depend on a teacher's attention
+            targets, attention = self.all_targets(images, sample_ids)
+            ids_keep, ids_restore, mask = self.draw_mask(
+                images, sample_ids, step, attention)
+        latent = vit_forward_tokens(self.backbone, images, ids_keep)
+        if self.neck_warmup_iters and int(step) < self.neck_warmup_iters:
+            latent = latent.detach()
+        extra = dict(per_sample=True) if self.balance.per_sample else {}
+        raw = {}
+        for key in self.necks:
+            pred = self.necks[key](latent, ids_restore)
+            valid = self.valid_positions(key, mask == 0)
+            head_loss = self._head_losses.get(key, self.heads[key].loss)
+            raw[key] = head_loss(pred, targets[key], mask, valid, **extra)
+        return self.balance(raw, self.key_weights, self.owner, self.mask_seed,
+                            step, sample_ids)
+
+    @property
+    def key_weights(self) -> Dict[str, float]:
+        """``{target: weight}``: a teacher's ``loss_weights`` entry shared
+        evenly by its targets."""
+        return {
+            k: self.loss_weights[n] / len(self.target_keys[n])
+            for k, n in self.owner.items()
+        }
+
+    def all_targets(
+        self,
+        images: torch.Tensor,
+        sample_ids: Optional[torch.Tensor],
+        ids_keep: Optional[torch.Tensor] = None,
+        ids_restore: Optional[torch.Tensor] = None
+    ) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """Every target of the batch, from the teacher cache when it has
+        them, and the guide teacher's attention.
+
+        Returns:
+            tuple: ``{target key: (B, 1 + L, Ct)}`` float32 and the (B, L)
+            attention of ``mask_guide``'s teacher (None without a guide).
+        """
         cache = self.teacher_cache
         cached = cache.lookup(images, sample_ids) if cache else None
-        latent = vit_forward_tokens(self.backbone, images, ids_keep)
-        losses = {}
+        if cached is not None:
+            return cached, cached.pop(ATTENTION, None)
+        targets, attention = {}, None
         for name in self.teachers:
-            if cached is not None:
-                target = cached[name]
-            else:
-                target, _ = self.teacher_targets(name, images, ids_keep,
-                                                 ids_restore)
-                if cache is not None:
-                    cache.store(name, sample_ids, target)
-            pred = self.necks[name](latent, ids_restore)
-            valid = self.valid_positions(name, mask == 0)
-            head_loss = self._head_losses.get(name, self.heads[name].loss)
-            losses[f'loss_{name}'] = (
-                head_loss(pred, target, mask, valid) * self.loss_weights[name])
-        if cache is not None and cached is None:
+            found, attn = self.teacher_targets(name, images, ids_keep,
+                                               ids_restore)
+            targets.update(found)
+            attention = attn if attn is not None else attention
+        if cache is not None:
+            for key, target in targets.items():
+                cache.store(key, sample_ids, target)
+            if attention is not None:
+                cache.store(ATTENTION, sample_ids, attention)
             cache.commit(images, sample_ids)
-        return losses
+        return targets, attention
 
     def draw_mask(
-        self, images: torch.Tensor, sample_ids: Optional[torch.Tensor]
+        self,
+        images: torch.Tensor,
+        sample_ids: Optional[torch.Tensor],
+        step: Optional[torch.Tensor] = None,
+        attention: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This step's student mask, keyed by the samples when known.
+
+        Args:
+            images (torch.Tensor): (B, 3, H, W).
+            sample_ids (torch.Tensor, optional): (B, ) int64.
+            step (torch.Tensor, optional): () int64 key of the step.
+                Defaults to None: ``mask_step``.
+            attention (torch.Tensor, optional): (B, L), the guide teacher's
+                attention (``mask_guide``). Defaults to None.
 
         Returns:
             tuple: ``ids_keep`` (B, Lk), ``ids_restore`` (B, L) and ``mask``
@@ -210,29 +331,58 @@ class MomaAlgorithm(BaseSelfSupervisor):
         """
         noise = None
         if sample_ids is not None:
-            noise = keyed_token_noise(self.mask_seed, self.mask_step,
-                                      sample_ids, self.num_patches)
-            self.mask_step += 1
+            noise = keyed_token_noise(
+                self.mask_seed, self.mask_step if step is None else step,
+                sample_ids, self.num_patches)
+        if attention is not None:
+            if noise is None:
+                noise = torch.rand(images.shape[0], self.num_patches,
+                                   device=images.device)
+            noise = guided_noise(noise, attention, self.num_guided)
         return random_token_mask(images.shape[0], self.num_patches,
                                  self.mask_ratio, images.device, noise)
 
     def teacher_targets(
-            self, name: str, images: torch.Tensor, ids_keep: torch.Tensor,
-            ids_restore: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Features of teacher ``name`` on the full token grid.
+        self,
+        name: str,
+        images: torch.Tensor,
+        ids_keep: Optional[torch.Tensor] = None,
+        ids_restore: Optional[torch.Tensor] = None
+    ) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """The targets of teacher ``name`` on the full token grid.
+
+        Args:
+            name (str): The teacher.
+            images (torch.Tensor): (B, 3, H, W), the original images.
+            ids_keep (torch.Tensor, optional): (B, Lk), what the teacher sees
+                with ``mask_teacher_input`` (ignored without). Defaults to
+                None.
+            ids_restore (torch.Tensor, optional): (B, L), with ``ids_keep``.
 
         Returns:
-            tuple: ``target`` (B, 1 + L, Ct) float32 and ``valid``
-            (B, 1 + L) bool, see :meth:`valid_positions`.
+            tuple: ``{target key: (B, 1 + L, Ct)}`` float32 (see
+            :meth:`valid_positions` for where they hold), and the (B, L)
+            class-token attention when ``name`` guides the mask, else None.
         """
         masked = (ids_keep, ids_restore) if self.mask_teacher_input else ()
-        target = self.teachers.targets(name, images, *masked)
-        visible = ids_restore < ids_keep.shape[1]
-        return target, self.valid_positions(name, visible)
+        guide = self.mask_guide is not None and (self.mask_guide['teacher']
+                                                 == name)
+        feats, attention = self.teachers.outputs(
+            name, images, *masked, attention=guide)
+        keys = self.target_keys[name]
+        if len(feats) > 1 and len(keys) == 1:  # layer_fusion='mean'
+            # Adapted from data2vec: the mean of per-token normed blocks.
+            feats = [
+                torch.stack([
+                    F.layer_norm(f, f.shape[-1:], eps=1e-6) for f in feats
+                ]).mean(0)
+            ]
+        return dict(zip(keys, feats)), attention
 
-    def valid_positions(self, name: str,
+    def valid_positions(self, key: str,
                         visible: torch.Tensor) -> torch.Tensor:
-        """Where teacher ``name`` has a target and its neck a prediction.
+        """Where target ``key`` (a teacher or one of its blocks) has a value
+        and its neck a prediction.
 
         The one place that decides it: no class token for a non-ViT
         teacher; visible patches only when the teachers see the masked input
@@ -243,10 +393,10 @@ class MomaAlgorithm(BaseSelfSupervisor):
             torch.Tensor: (B, 1 + L) bool from ``visible`` (B, L) bool.
         """
         only_visible = (self.mask_teacher_input
-                        or not self.necks[name].predicts_masked)
+                        or not self.necks[key].predicts_masked)
         patches = visible if only_visible else torch.ones_like(visible)
         cls = visible.new_full((visible.shape[0], 1),
-                               self.teachers.has_cls_token(name))
+                               self.teachers.has_cls_token(self.owner[key]))
         return torch.cat([cls, patches], dim=1)
 
     def _sample_ids(self, data_samples: Optional[List[DataSample]],
@@ -254,9 +404,12 @@ class MomaAlgorithm(BaseSelfSupervisor):
         """(B, ) int64 dataset indices that key the masks and the cache."""
         check_input_grid(images, self.backbone, self.patch_resolution)
         ids = [getattr(s, 'sample_idx', None) for s in data_samples or []]
-        if (not ids or None in ids) and self.teacher_cache is not None:
-            raise ValueError(
-                'MomaAlgorithm: teacher_cache needs the sample_idx of every '
-                'data sample (MMEngine datasets set it); got sample_idx '
-                f'values {ids[:4]!r}; set teacher_cache=None.')
+        for option, off in (('teacher_cache', self.teacher_cache),
+                            ('neck_warmup_iters', self.neck_warmup_iters)):
+            if (not ids or None in ids) and off:
+                raise ValueError(
+                    f'MomaAlgorithm: {option} needs the sample_idx of every '
+                    'data sample (MMEngine datasets set it); got sample_idx '
+                    f'values {ids[:4]!r}; set {option}='
+                    f'{0 if option == "neck_warmup_iters" else None}.')
         return sample_indices(ids, images.device)

@@ -1,9 +1,10 @@
 """Token masking and token-level ViT forward shared by student and teachers."""
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmpretrain.models import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
+from torch import nn
 
 
 def num_visible_tokens(num_tokens: int, mask_ratio: float) -> int:
@@ -57,6 +58,14 @@ def keyed_token_noise(seed: torch.Tensor, step: torch.Tensor,
     key = _mix64(key ^ (sample_ids.to(torch.int64) * _GOLDEN))  # (B, )
     tokens = torch.arange(num_tokens, device=sample_ids.device)
     return _mix64(key[:, None] + (tokens[None, :] + 1) * _GOLDEN)
+
+
+def keyed_uniform(seed: torch.Tensor, step: torch.Tensor,
+                  sample_ids: torch.Tensor, num: int) -> torch.Tensor:
+    """(B, num) float64 uniforms in [0, 1) keyed like
+    :func:`keyed_token_noise` (the top 53 bits of its keys)."""
+    key = keyed_token_noise(seed, step, sample_ids, num)
+    return _shr(key, 11).double() * 2.0**-53
 
 
 def sample_indices(ids: List[Optional[int]],
@@ -163,6 +172,32 @@ def vit_forward_tokens(vit: VisionTransformer,
     Returns:
         torch.Tensor: (B, 1 + Lk, C), the class token first.
     """
+    return vit_forward_layers(vit, images, ids_keep, [layer])[0][0]
+
+
+def vit_forward_layers(
+    vit: VisionTransformer,
+    images: torch.Tensor,
+    ids_keep: Optional[torch.Tensor] = None,
+    layers: Sequence[int] = (-1, ),
+    attention: bool = False
+) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+    """:func:`vit_forward_tokens` at several blocks in one pass.
+
+    Args:
+        vit (VisionTransformer): As :func:`vit_forward_tokens`.
+        images (torch.Tensor): (B, 3, H, W).
+        ids_keep (torch.Tensor, optional): (B, Lk). Defaults to None.
+        layers (Sequence[int]): Block indices; the pass stops after the
+            deepest. Defaults to ``(-1, )``.
+        attention (bool): Also return the class token's attention over the
+            patches in the deepest block of ``layers``. Defaults to False.
+
+    Returns:
+        tuple: the (B, 1 + Lk, C) outputs in the order of ``layers``, and
+        the (B, Lk) attention (softmax over all tokens, class token's own
+        weight dropped, averaged over heads) or None.
+    """
     B = images.shape[0]
     x, patch_resolution = vit.patch_embed(images)
     pos_embed = resize_pos_embed(
@@ -177,9 +212,63 @@ def vit_forward_tokens(vit: VisionTransformer,
     cls_token = vit.cls_token + pos_embed[:, :vit.num_extra_tokens]
     x = torch.cat([cls_token.expand(B, -1, -1), x], dim=1)
     x = vit.pre_norm(vit.drop_after_pos(x))
-    last = layer % vit.num_layers
-    for block in vit.layers[:last + 1]:
+    wanted = [index % vit.num_layers for index in layers]
+    outs, attn = {}, None
+    for index, block in enumerate(vit.layers[:max(wanted) + 1]):
+        if attention and index == max(wanted):
+            attn = cls_attention(block, x)[:, vit.num_extra_tokens:]
         x = block(x)
-    if last == vit.num_layers - 1 and vit.final_norm:
-        x = vit.ln1(x)
-    return x
+        if index == vit.num_layers - 1 and vit.final_norm:
+            x = vit.ln1(x)
+        outs[index] = x
+    return [outs[index] for index in wanted], attn
+
+
+def cls_attention(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The class token's attention in an MMPretrain ViT block.
+
+    Args:
+        block (nn.Module): A ``TransformerEncoderLayer`` (``ln1`` then a
+            ``MultiheadAttention`` with a fused ``qkv``).
+        x (torch.Tensor): (B, N, C), the block's input, class token first.
+
+    Returns:
+        torch.Tensor: (B, N) attention weights of the class token's query
+        over the N keys (softmax, then the mean over heads).
+    """
+    attn = block.attn
+    B, N, _ = x.shape
+    qkv = attn.qkv(block.ln1(x)).reshape(B, N, 3, attn.num_heads,
+                                         attn.head_dims)
+    q, k = qkv[:, :1, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
+    logits = q @ k.transpose(-2, -1) * attn.head_dims**-0.5  # (B, h, 1, N)
+    return logits.softmax(-1).mean(1)[:, 0].float()
+
+
+def guided_noise(noise: torch.Tensor, attention: torch.Tensor,
+                 num_guided: int) -> torch.Tensor:
+    """Sort keys that keep the ``num_guided`` most-attended patches first.
+
+    Used with :func:`random_token_mask`, which keeps the lowest keys: the
+    ``num_guided`` patches of highest ``attention`` get keys below every
+    random key (in attention order), the others keep their random keys, so
+    the rest of the visible patches are drawn uniformly from the others.
+
+    Args:
+        noise (torch.Tensor): (B, L) random keys, int64 from
+            :func:`keyed_token_noise` or floats in [0, 1).
+        attention (torch.Tensor): (B, L) attention weights.
+        num_guided (int): Patches picked by attention, at most L.
+
+    Returns:
+        torch.Tensor: (B, L), the dtype of ``noise``.
+    """
+    if num_guided <= 0:
+        return noise
+    top = attention.float().topk(num_guided, dim=1).indices  # (B, G)
+    if noise.dtype == torch.int64:
+        low = torch.iinfo(torch.int64).min
+    else:
+        low = -float(num_guided + 1)
+    rank = torch.arange(num_guided, device=noise.device).to(noise.dtype)
+    return noise.scatter(1, top, (low + rank).expand(noise.shape[0], -1))

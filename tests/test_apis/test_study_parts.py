@@ -43,3 +43,45 @@ def test_run_config_holds_the_row(tmp_path):
     config, teachers = write_run_config(work, rows['teacher-mae'], 0, extra)
     assert teachers == {}
     assert Config.fromfile(config).model.type == 'MAE'
+
+
+def test_recipe_rows_give_configs_that_build(tmp_path):
+    from mmpretrain.registry import MODELS
+    rows = study.study_rows(study.PRESETS['cpu'])
+    recipe = [r for r in rows if r['group'] == 'recipe']
+    assert len(recipe) >= 12 and all(len(r['seeds']) == 3 for r in recipe)
+    smoke = [r['id'] for r in study.study_rows(study.PRESETS['smoke'])
+             if r['group'] == 'recipe']
+    assert smoke == ['norm-channel', 'mae-to-moco-lr-warmup']
+    work = str(tmp_path)
+    for kind in ('mae', 'mocov3'):
+        path = tmp_path / checkpoint_of(work, f'teacher-{kind}-s0', kind)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b'')
+    by_id = {r['id']: r for r in recipe}
+    cfgs = {}
+    for key in ('norm-phi-s', 'layers-mean', 'mask-guided',
+                'balance-drop', 'mae-to-moco-lr-warmup'):
+        config, _ = write_run_config(work, by_id[key], 0, {})
+        cfgs[key] = Config.fromfile(config)
+        model = cfgs[key].model.to_dict()
+        model['backbone'].pop('init_cfg', None)  # no weights written
+        MODELS.build(model)
+    assert cfgs['norm-phi-s'].model.head.target_norm == 'phi_s'
+    assert cfgs['layers-mean'].model.layer_fusion == 'mean'
+    assert all(t.out_indices == [2, 3]
+               for t in cfgs['layers-mean'].model.teachers.values())
+    assert cfgs['mask-guided'].model.mask_guide.teacher == 'mocov3'
+    assert cfgs['balance-drop'].model.teacher_balance == dict(type='drop',
+                                                              p=0.5)
+    warm = cfgs['mae-to-moco-lr-warmup']
+    assert warm.optim_wrapper.optimizer.lr == 1.5e-4
+    assert warm.model.neck_warmup_iters == 40
+    assert set(warm.model.teachers) == {'mae'}
+    assert warm.model.backbone.init_cfg.checkpoint == checkpoint_of(
+        work, 'teacher-mocov3-s0', 'mocov3')
+    assert study.select_rows(rows, 'recipe') == [
+        r for r in rows if r['group'] in ('teacher', 'recipe')]
+    import pytest
+    with pytest.raises(ValueError, match=r"--rows='nope': unknown \['nope'\]"):
+        study.select_rows(rows, 'nope')

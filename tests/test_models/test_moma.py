@@ -148,15 +148,14 @@ def test_masked_teacher_input_targets_visible_tokens_only():
     images = torch.randn(2, 3, 32, 32)
     from mmmoma.models.utils import random_token_mask, vit_forward_tokens
     ids_keep, ids_restore, mask = random_token_mask(2, 16, 0.75, 'cpu')
-    target, valid = model.teacher_targets('mae', images, ids_keep,
-                                          ids_restore)
+    target = model.teacher_targets('mae', images, ids_keep,
+                                   ids_restore)[0]['mae']
+    valid = model.valid_positions('mae', mask == 0)
     assert valid[:, 1:].sum().item() == ids_keep.numel()
     assert torch.equal(valid[:, 1:], mask == 0)
     sub = vit_forward_tokens(model.teachers.mae, images, ids_keep)
     assert torch.allclose(target[0, 1 + ids_keep[0, 0]], sub[0, 1])
-    full, full_valid = build().teacher_targets('mae', images, ids_keep,
-                                               ids_restore)
-    assert full_valid.all()
+    assert build().valid_positions('mae', mask == 0).all()
 
 
 @pytest.mark.parametrize('overrides,match', [
@@ -207,9 +206,10 @@ def test_teacher_on_another_grid_is_resampled_to_the_student_grid():
     model.init_weights()
     images = torch.randn(2, 3, 32, 32)
     from mmmoma.models.utils import random_token_mask, vit_forward_tokens
-    ids_keep, ids_restore, _ = random_token_mask(2, 16, 0.75, 'cpu')
-    target, valid = model.teacher_targets('mae', images, ids_keep,
-                                          ids_restore)
+    ids_keep, ids_restore, mask = random_token_mask(2, 16, 0.75, 'cpu')
+    target = model.teacher_targets('mae', images, ids_keep,
+                                   ids_restore)[0]['mae']
+    valid = model.valid_positions('mae', mask == 0)
     assert target.shape[:2] == (2, 17) and valid.all()
     with torch.no_grad():
         own = vit_forward_tokens(model.teachers.mae, images)  # (2, 5, C)

@@ -72,6 +72,17 @@ def runs_losses(work_dir: Path) -> list:
     return runs
 
 
+def key_bias(name: str, value) -> slice:
+    """The key part of a fused qkv bias, else an empty slice. Its true
+    gradient is exactly 0 (softmax ignores a shift shared by all keys), so
+    AdamW moves it by ~lr on rounding noise alone, differently in 1 and 2
+    processes; DDP comparisons leave it out."""
+    if name.endswith('qkv.bias'):
+        dims = value.shape[0] // 3
+        return slice(dims, 2 * dims)
+    return slice(0, 0)
+
+
 def iteration_losses(work_dir: Path) -> dict:
     """``{iteration: {loss name: value}}`` from every scalars.json in a
     work dir (all runs, later runs overwrite earlier ones)."""

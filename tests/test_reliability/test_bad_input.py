@@ -400,7 +400,7 @@ def head_beta_zero(tmp):
 
 
 @case(ValueError, "target_norm='batch_norm'",
-      "allowed: ('layer_norm', 'none')")
+      "allowed: ('layer_norm', 'none', 'channel', 'position', 'phi_s')")
 def head_target_norm_unknown(tmp):
     build(tiny_cfg(head=dict(HEAD, target_norm='batch_norm')))
 

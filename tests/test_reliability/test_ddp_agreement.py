@@ -3,7 +3,8 @@ import sys
 
 import pytest
 import torch
-from reliability_utils import ROOT, CONFIG, iteration_losses, run, train_cmd
+from reliability_utils import (ROOT, CONFIG, iteration_losses, key_bias, run,
+                               train_cmd)
 
 # No random augmentation: each process draws augmentations from its own
 # generator, so only the masks (keyed by sample) and the data order can
@@ -27,14 +28,6 @@ SGD = '''
 optim_wrapper = dict(optimizer=dict(
     _delete_=True, type='SGD', lr=0.05, momentum=0.9, weight_decay=0.05))
 '''
-
-
-def _key_bias(name: str, value: torch.Tensor) -> slice:
-    """The key part of a fused qkv bias, else an empty slice."""
-    if name.endswith('qkv.bias'):
-        dims = value.shape[0] // 3
-        return slice(dims, 2 * dims)
-    return slice(0, 0)
 
 
 @pytest.mark.parametrize('optimizer', ['AdamW', 'SGD'])
@@ -74,7 +67,7 @@ def test_two_processes_match_one_process(tiny_run, tmp_path, optimizer,
             # (softmax ignores a shift shared by all keys); Adam divides its
             # rounding noise by its own tiny RMS and moves it by ~lr either
             # way, in 1 process as in 2. Every other weight must agree.
-            delta[_key_bias(k, delta)] = 0
+            delta[key_bias(k, delta)] = 0
         diff[k] = delta.max().item()
     worst = max(diff, key=diff.get)
     assert diff[worst] <= 1e-5, (worst, diff[worst])

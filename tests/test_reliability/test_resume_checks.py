@@ -216,3 +216,20 @@ def test_resume_of_a_bare_state_dict_is_refused(runs, tmp_path,
     assert "found ['state_dict']" in message and 'Allowed:' in message
     assert not no_training
 
+
+
+def test_pure_python_config_types_match_their_recorded_names():
+    """A pure-Python config's types are classes; the checkpoint's meta
+    records them as dotted names. The model-type check must take them as
+    equal, or it would refuse a run's own checkpoint."""
+    from mmengine.config import Config
+    config = ROOT / ('mmmoma/configs/demo/'
+                     'moma_vit_mini_p4_moco_mae_1xb128_coslr_fmnist.py')
+    cfg = Config.fromfile(str(config))
+    assert isinstance(cfg.model['type'], type)
+    recorded = launch._model_types(cfg.pretty_text)
+    current = dict(model=cfg.model['type'],
+                   backbone=cfg.model['backbone']['type'])
+    assert {k: launch._short_type(v) for k, v in recorded.items()} == {
+        k: launch._short_type(v) for k, v in current.items()
+    } == dict(model='MomaAlgorithm', backbone='MAEViT')

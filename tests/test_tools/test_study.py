@@ -19,6 +19,8 @@ ROWS = [
     'moco-mae', 'moco-only', 'mae-only', 'mask-0.5', 'mask-0.75',
     'mask-0.95', 'masked-teacher', 'neck-linear', 'neck-mlp', 'loss-mse'
 ]
+# the smoke preset's recipe rows (the cpu and gpu presets run all of them)
+RECIPE = ['norm-channel', 'mae-to-moco-lr-warmup', 'grid4-mask-0.75']
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
@@ -55,7 +57,7 @@ def test_every_row_has_numbers(smoke):
     results = _results(work)
     assert results['preset'] == 'smoke'
     rows = {r['id']: r for r in results['rows']}
-    assert list(rows) == ROWS
+    assert list(rows) == ROWS + RECIPE
     for row in rows.values():
         for metric in ('knn_top1', 'linear_top1'):
             assert 0 <= row[metric] <= 100 and math.isfinite(row[metric])
@@ -66,7 +68,8 @@ def test_every_row_has_numbers(smoke):
     assert rows['teacher-mae']['epochs'] == 2
     assert rows['random']['images_seen'] == 0
     # segmentation for the two teachers and the best student by k-NN
-    best = max(students, key=lambda r: r['knn_top1'])
+    best = max((r for r in students if r['group'] != 'grid'),
+               key=lambda r: r['knn_top1'])
     assert results['best'] == best['id']
     with_miou = {i for i, r in rows.items() if r.get('miou') is not None}
     assert with_miou == {'teacher-mae', 'teacher-mocov3', best['id']}
@@ -74,8 +77,9 @@ def test_every_row_has_numbers(smoke):
         assert 0 <= rows[name]['miou'] <= 100
     # the table lists every row, and it is what was printed
     md = (work / 'results.md').read_text()
-    table = [line for line in md.splitlines() if line.startswith('| `')]
-    assert [line.split('`')[1] for line in table] == ROWS
+    main = md[:md.index('## Claims')]
+    table = [line for line in main.splitlines() if line.startswith('| `')]
+    assert [line.split('`')[1] for line in table] == ROWS + RECIPE
     assert md[md.index('| row |'):md.index('## Claims')].strip() in out
     assert md.splitlines()[4].startswith(
         '| row | teachers | init | mask ratio | seeds | epochs | images seen'
@@ -88,6 +92,13 @@ def test_every_row_has_numbers(smoke):
         assert claim['verdict'] in ('held', 'mixed', 'did not hold')
         assert f'**{claim["verdict"]}**' in md
     assert '| ETA ' in out
+    # each recipe row against its baseline, with a verdict
+    recipe = md[md.index('## Recipe options'):]
+    for key, base in (('norm-channel', 'moco-mae'),
+                      ('mae-to-moco-lr-warmup', 'mae-to-moco')):
+        line = next(x for x in recipe.splitlines()
+                    if x.startswith(f'| `{key}`'))
+        assert f'| `{base}` |' in line and '**' in line
 
 
 @pytest.mark.needs_fmnist
@@ -119,6 +130,13 @@ def test_run_configs_say_what_the_rows_say(smoke):
     assert model('masked-teacher-s0').mask_teacher_input is True
     assert model('neck-linear-s0').neck.mode == 'linear'
     assert model('loss-mse-s0').head.loss_type == 'mse'
+    assert model('norm-channel-s0').head.target_norm == 'channel'
+    warm = Config.fromfile(
+        str(work / 'runs/mae-to-moco-lr-warmup-s0/config.py'))
+    assert warm.model.neck_warmup_iters == 40
+    assert warm.optim_wrapper.optimizer.lr == 1.5e-4
+    grid = model('grid4-mask-0.75-s0')
+    assert (grid.backbone.patch_size, grid.mask_ratio) == (7, 0.75)
     init = model('moco-to-mae-s0')
     assert set(init.teachers) == {'mocov3'}
     assert init.backbone.init_cfg.checkpoint.endswith(
@@ -140,7 +158,8 @@ def test_run_configs_say_what_the_rows_say(smoke):
 @pytest.mark.needs_fmnist
 def test_plots_and_published_files(smoke):
     work, publish, _ = smoke
-    for name in ('knn_vs_epochs.png', 'acc_vs_mask_ratio.png'):
+    for name in ('knn_vs_epochs.png', 'acc_vs_mask_ratio.png', 'recipe.png',
+                 'mask_ratio_vs_grid.png'):
         for folder in (work, publish):
             data = (folder / name).read_bytes()
             assert data[:8] == PNG and len(data) > 5000, (folder, name)
@@ -154,7 +173,7 @@ def test_rerun_reuses_every_run(smoke):
     before = _results(work)
     out = _study(work, publish)
     trained = [k for k in before['runs'] if not k.startswith('random')]
-    assert out.count(': reusing ') == len(trained) == 14
+    assert out.count(': reusing ') == len(trained) == 14 + len(RECIPE)
     assert ': training ' not in out
     assert 'segmentation teacher' not in out  # reused, not retrained
     after = _results(work)
@@ -218,13 +237,16 @@ def test_spread_is_pooled_over_main_rows():
 def test_rows_keep_one_budget_and_architecture():
     for name, preset in study.PRESETS.items():
         rows = study.study_rows(preset)
-        assert [r['id'] for r in rows] == ROWS
+        extra = ('recipe', 'grid')
+        assert [r['id'] for r in rows if r['group'] not in extra] == ROWS
+        recipe = [r['id'] for r in rows if r['group'] in extra]
+        assert recipe == RECIPE if name == 'smoke' else len(recipe) >= 18
         students = [r for r in rows if r['kind'] == 'moma']
         assert {r['epochs'] for r in students} == {preset['student_epochs']}
         assert len(preset['seeds']) >= (1 if name == 'smoke' else 3)
         for row in students:
             assert len(row['seeds']) == len(
-                preset['seeds'] if row['group'] == 'main' else
+                preset['seeds'] if row['group'] in ('main', 'recipe') else
                 preset['ablation_seeds'])
 
 

@@ -10,9 +10,9 @@ evaluated by k-NN and a linear probe (:mod:`.evaluate`) and by segmentation
 """
 from .claims import aggregate, check_claims, mean_std, pooled_std
 from .pipeline import main, parse_args
-from .rows import PRESETS, run_key, study_rows
+from .rows import PRESETS, run_key, select_rows, study_rows
 
 __all__ = [
     'PRESETS', 'aggregate', 'check_claims', 'main', 'mean_std',
-    'parse_args', 'pooled_std', 'run_key', 'study_rows'
+    'parse_args', 'pooled_std', 'run_key', 'select_rows', 'study_rows'
 ]

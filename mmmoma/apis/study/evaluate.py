@@ -23,31 +23,15 @@ class Evaluator:
 
     def __init__(self, preset: dict, data_root: Optional[str]) -> None:
         import torch
-        from mmengine.registry import DefaultScope
-        from mmpretrain.registry import MODELS
         from torch.utils.data import DataLoader
 
         from mmmoma.datasets import FashionMNISTIdx
         self.torch = torch
         self.device = 'cuda' if torch.cuda.is_available() else 'cpu'
         cfg = load_config(STUDENT_CONFIG)
-        pre = (cfg.model.data_preprocessor if 'data_preprocessor'
-               in cfg.model else cfg.data_preprocessor)
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            self.model = MODELS.build(
-                dict(
-                    type='ImageClassifier',
-                    backbone=dict(
-                        type='VisionTransformer',
-                        arch=EVAL_ARCH,
-                        img_size=28,
-                        patch_size=4,
-                        out_type='raw'),
-                    data_preprocessor=dict(
-                        type='ClsDataPreprocessor',
-                        mean=list(pre.mean),
-                        std=list(pre.std),
-                        to_rgb=False))).to(self.device)
+        self.pre = (cfg.model.data_preprocessor if 'data_preprocessor'
+                    in cfg.model else cfg.data_preprocessor)
+        self.models = {}  # patch size -> ImageClassifier
         from mmengine.dataset import default_collate
         root = {'data_root': data_root} if data_root else {}
         self.loaders = {}
@@ -72,9 +56,32 @@ class Evaluator:
             eval_train=preset['eval_train'], eval_test=preset['eval_test'],
             data_root=data_root)
 
-    def load(self, checkpoint: Optional[str]) -> None:
+    def classifier(self, patch_size: int = 4):
+        """The evaluated network for a student of ``patch_size`` px."""
+        if patch_size not in self.models:
+            from mmengine.registry import DefaultScope
+            from mmpretrain.registry import MODELS
+            with DefaultScope.overwrite_default_scope('mmpretrain'):
+                self.models[patch_size] = MODELS.build(
+                    dict(
+                        type='ImageClassifier',
+                        backbone=dict(
+                            type='VisionTransformer',
+                            arch=EVAL_ARCH,
+                            img_size=28,
+                            patch_size=patch_size,
+                            out_type='raw'),
+                        data_preprocessor=dict(
+                            type='ClsDataPreprocessor',
+                            mean=list(self.pre.mean),
+                            std=list(self.pre.std),
+                            to_rgb=False))).to(self.device)
+        return self.models[patch_size]
+
+    def load(self, checkpoint: Optional[str], patch_size: int = 4) -> None:
         """Put a checkpoint's backbone (None: the random student) in."""
         torch = self.torch
+        self.model = self.classifier(patch_size)
         backbone = self.model.backbone
         if checkpoint is None:
             # the study's student (MAEViT: fixed sin-cos positions, its own
@@ -90,12 +97,13 @@ class Evaluator:
                  if k.startswith('backbone.')}
         backbone.load_state_dict(state, strict=True)
 
-    def evaluate(self, checkpoint: Optional[str]) -> dict:
+    def evaluate(self, checkpoint: Optional[str],
+                 patch_size: int = 4) -> dict:
         """k-NN and linear probe of a checkpoint (None: random student)."""
         from mmmoma.evaluation import (extract_features, knn_accuracy,
                                        linear_probe)
         start = time.time()
-        self.load(checkpoint)
+        self.load(checkpoint, patch_size)
         train = extract_features(self.model, self.loaders['train'])
         test = extract_features(self.model, self.loaders['test'])
         knn = knn_accuracy(*train, *test, num_classes=10, **KNN)
@@ -111,18 +119,20 @@ class Evaluator:
 
 def evaluate_run(evaluator: Evaluator, work: str, key: str,
                  checkpoint: Optional[str], force: bool,
-                 progress: Progress) -> dict:
+                 progress: Progress, patch_size: int = 4) -> dict:
     """Cached k-NN / linear results of one run."""
     cache = osp.join(work, 'eval', f'{key}.json')
     cache_key = dict(
         protocol=evaluator.protocol,
         checkpoint=checkpoint,
         mtime=osp.getmtime(checkpoint) if checkpoint else None)
+    if patch_size != 4:  # the study's grid; older caches lack the key
+        cache_key['patch_size'] = patch_size
     cached = read_cache(cache, cache_key, force)
     if cached is not None:
         progress.finish(f'eval {key}')
         return cached
-    results = evaluator.evaluate(checkpoint)
+    results = evaluator.evaluate(checkpoint, patch_size)
     write_cache(cache, cache_key, results)
     progress.finish(f'eval {key}')
     progress.log(f'{key}: k-NN {results["knn_top1"]:.2f}%, linear '

@@ -1,10 +1,12 @@
-"""The study's plots: k-NN during training, accuracy by mask ratio."""
+"""The study's plots: k-NN during training, accuracy by mask ratio, the
+recipe rows against their baselines."""
 import os.path as osp
 from typing import List
 
 
 def plot(rows: List[dict], work: str, info: dict) -> List[str]:
-    """knn_vs_epochs.png and acc_vs_mask_ratio.png."""
+    """knn_vs_epochs.png, acc_vs_mask_ratio.png, recipe.png and
+    mask_ratio_vs_grid.png (each when its rows are there)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -31,6 +33,48 @@ def plot(rows: List[dict], work: str, info: dict) -> List[str]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
+    wanted = ['moco-mae'] + [f'mask-{r:g}' for r in (0.5, 0.75, 0.95)]
+    if all(i in by_id for i in wanted):  # else a --rows selection
+        paths.append(_mask_ratio(plt, by_id, work))
+    if any(r['group'] == 'recipe' for r in rows):
+        paths.append(_recipe(plt, rows, by_id, work))
+    if any(r['group'] == 'grid' for r in rows):
+        paths.append(_grid(plt, rows, by_id, work))
+    return paths
+
+
+def _grid(plt, rows: List[dict], by_id: dict, work: str) -> str:
+    """k-NN and linear against the mask ratio, one line per patch grid."""
+    lines = {7: [(0.9, by_id.get('moco-mae')), (0.75, by_id.get(
+        'mask-0.75')), (0.5, by_id.get('mask-0.5'))]}
+    for row in rows:
+        if row['group'] == 'grid':
+            side = 28 // row['patch_size']
+            lines.setdefault(side, []).append((row['mask_ratio'], row))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (metric, name) in zip(axes, (('knn_top1', 'k-NN'),
+                                         ('linear_top1', 'linear probe'))):
+        for side, points in sorted(lines.items()):
+            points = sorted((r, row) for r, row in points if row)
+            if not points:
+                continue
+            ax.plot([p[0] for p in points], [p[1][metric] for p in points],
+                    '-o', label=f'{side}x{side} = {side * side} patches')
+        ax.set_xlabel('student mask ratio')
+        ax.set_ylabel(f'{name} top-1 (%)')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle('MoCo v3 + MAE student, mask ratio by patch grid (one '
+                 'seed; 7x7: the study\'s rows)', fontsize=9)
+    fig.tight_layout()
+    path = osp.join(work, 'mask_ratio_vs_grid.png')
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _mask_ratio(plt, by_id: dict, work: str) -> str:
+    """Accuracy against the student's mask ratio."""
     fig, ax = plt.subplots(figsize=(6, 4))
     points = [(0.9, by_id['moco-mae'])] + [
         (r, by_id[f'mask-{r:g}']) for r in (0.5, 0.75, 0.95)
@@ -48,7 +92,50 @@ def plot(rows: List[dict], work: str, info: dict) -> List[str]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    paths.append(osp.join(work, 'acc_vs_mask_ratio.png'))
-    fig.savefig(paths[-1], dpi=120)
+    path = osp.join(work, 'acc_vs_mask_ratio.png')
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return paths
+    return path
+
+
+def baseline_of(row: dict) -> str:
+    """The row a recipe row is compared with: the same teachers and init
+    under the paper's recipe."""
+    if row['init']:
+        return {'mocov3': 'mae-to-moco', 'mae': 'moco-to-mae'}[row['init']]
+    return 'moco-mae'
+
+
+def _recipe(plt, rows: List[dict], by_id: dict, work: str) -> str:
+    """Each recipe row minus its baseline, k-NN and linear, mean and std
+    over seeds (the baseline's std added in quadrature)."""
+    recipe = [r for r in rows if r['group'] == 'recipe'
+              and baseline_of(r) in by_id]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(recipe) + 1.5),
+                             sharey=True)
+    ys = list(range(len(recipe)))[::-1]
+    for ax, (metric, name) in zip(axes, (('knn_top1', 'k-NN'),
+                                         ('linear_top1', 'linear probe'))):
+        diffs, errs = [], []
+        for row in recipe:
+            base = by_id[baseline_of(row)]
+            diffs.append(row[metric] - base[metric])
+            errs.append(((row[metric + '_std'] or 0.0)**2 +
+                         (base[metric + '_std'] or 0.0)**2)**0.5)
+        colors = ['tab:green' if d > e else 'tab:red' if d < -e else
+                  'tab:gray' for d, e in zip(diffs, errs)]
+        ax.barh(ys, diffs, xerr=errs, color=colors, capsize=3)
+        ax.axvline(0, color='black', linewidth=0.8)
+        ax.set_xlabel(f'{name} top-1 minus its baseline (points)')
+        ax.grid(axis='x', alpha=0.3)
+    axes[0].set_yticks(ys)
+    axes[0].set_yticklabels(
+        [f'{r["id"]} (vs {baseline_of(r)})' for r in recipe], fontsize=8)
+    fig.suptitle('Recipe options against the paper\'s recipe, same '
+                 'teachers, init and budget (green: beyond 1 std)',
+                 fontsize=9)
+    fig.tight_layout()
+    path = osp.join(work, 'recipe.png')
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -114,12 +114,55 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         lines.append(f'| {claim["number"]}. {claim["claim"]} | '
                      f'{claim["comparison"]}{extra} | {cells[0]} | '
                      f'{cells[1]} | **{claim["verdict"]}** |')
+    lines += recipe_table(rows, info)
     if info['preset'] == 'smoke':
         lines += [
             '', '**Smoke preset: a few hundred images and one epoch; the '
             'numbers test the tool, not the claims.**'
         ]
     return '\n'.join(lines)
+
+
+def recipe_table(rows: List[dict], info: dict) -> List[str]:
+    """The recipe rows against their baselines, with a verdict per row: it
+    helps (hurts) when both metrics move up (down) by more than the spread,
+    the pooled std over seeds of the main rows."""
+    from .plots import baseline_of
+    by_id = {r['id']: r for r in rows}
+    recipe = [r for r in rows if r['group'] == 'recipe'
+              and baseline_of(r) in by_id]
+    if not recipe:
+        return []
+    spread = info['spread']
+    lines = [
+        '', '## Recipe options (beyond the paper)', '',
+        'Each option against the paper\'s recipe with the same teachers, '
+        'init, budget and seeds. It helps (hurts) when k-NN and linear '
+        'probe both move up (down) by more than the spread (k-NN: ' +
+        _opt(spread['knn_top1']) + ', linear: ' +
+        _opt(spread['linear_top1']) + ').', '',
+        '| row | baseline | seeds | k-NN difference | linear difference '
+        '| verdict |', '|---|---|---:|---:|---:|---|'
+    ]
+    for row in recipe:
+        base = by_id[baseline_of(row)]
+        cells, signs = [], []
+        for metric in ('knn_top1', 'linear_top1'):
+            diff = row[metric] - base[metric]
+            margin = spread[metric] or 0.0
+            signs.append(1 if diff > margin else -1 if diff < -margin else 0)
+            cells.append(f'{row[metric]:.2f} - {base[metric]:.2f} = '
+                         f'{diff:+.2f}')
+        verdict = ('helps' if signs == [1, 1] else
+                   'hurts' if signs == [-1, -1] else
+                   'mixed' if 1 in signs and -1 in signs else
+                   'no clear effect' if signs == [0, 0] else
+                   'helps on one metric' if 1 in signs else
+                   'hurts on one metric')
+        lines.append(f'| `{row["id"]}` {row["label"]} | `{base["id"]}` | '
+                     f'{len(row["seeds"])} | {cells[0]} | {cells[1]} | '
+                     f'**{verdict}** |')
+    return lines
 
 
 def _opt(value: Optional[float]) -> str:

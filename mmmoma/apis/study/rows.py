@@ -5,7 +5,7 @@ Every row is a model of the table: a reference, a teacher or a student
 loss and seeds; every (row, seed) is one run.
 """
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
 from ..common import REPO_ROOT
 
@@ -53,6 +53,10 @@ PRESETS = {
         monitor_every=1,
         seg=dict(num_train=16, num_val=8, iters=4, batch_size=4, workers=0),
         jobs=2,
+        # two recipe rows and one grid row exercise the row options end to
+        # end
+        recipe_rows=['norm-channel', 'mae-to-moco-lr-warmup'],
+        grid_rows=['grid4-mask-0.75'],
         estimate=dict(mae=20, mocov3=25, student=20, eval=3, seg=20)),
     'cpu':
     dict(
@@ -140,6 +144,8 @@ def study_rows(preset: dict) -> List[dict]:
         dict(ablation, id='neck-mlp', neck='mlp', label="MOMA, neck 'mlp'"),
         dict(ablation, id='loss-mse', loss='mse', label='MOMA, MSE loss'),
     ]
+    rows += recipe_rows(student, preset)
+    rows += grid_rows(student, preset)
     for row in rows:
         if row['kind'] == 'moma':
             row['epochs'] = preset['student_epochs']
@@ -148,6 +154,94 @@ def study_rows(preset: dict) -> List[dict]:
         else:
             row['epochs'] = 0
     return rows
+
+
+def recipe_rows(student: dict, preset: dict) -> List[dict]:
+    """The recipe options beyond the paper (issue: the distillation
+    recipe), each a row against ``moco-mae`` (or, for the initialised
+    students, ``mae-to-moco`` / ``moco-to-mae``), with the main rows' seeds.
+
+    A row's ``model`` is merged into the student config's model and its
+    ``lr`` replaces the optimizer's.
+    """
+    recipe = dict(student, group='recipe', seeds=list(preset['seeds']))
+    rows = []
+    for norm, text in (('channel', 'per-channel'),
+                       ('position', 'per-(position, channel)'),
+                       ('phi_s', 'PHI-S')):
+        rows.append(dict(
+            recipe, id=f'norm-{norm.replace("_", "-")}',
+            model=dict(head=dict(target_norm=norm)),
+            label=f'MOMA, {text} target standardisation (EMA)'))
+    rows += [
+        dict(recipe, id='balance-drop',
+             model=dict(teacher_balance=dict(type='drop', p=0.5)),
+             label='MOMA, teacher dropping (p=0.5)'),
+        dict(recipe, id='balance-uncertainty',
+             model=dict(teacher_balance=dict(type='uncertainty')),
+             label='MOMA, learned teacher weights (uncertainty)'),
+        # blocks 3 and 4 of the 4-block teachers (indices 2 and 3)
+        dict(recipe, id='layers-separate', layers=[2, 3],
+             label='MOMA, targets of the last 2 blocks, one head each'),
+        dict(recipe, id='layers-mean', layers=[2, 3],
+             model=dict(layer_fusion='mean'),
+             label='MOMA, mean of the last 2 blocks\' targets'),
+        dict(recipe, id='mask-guided',
+             model=dict(mask_guide=dict(teacher='mocov3',
+                                        random_share=0.5)),
+             label='MOMA, MoCo v3 attention-guided mask (half random)'),
+    ]
+    # Initialised students: the learning rate of the random-init recipe
+    # (1.5e-3) destroys the initialisation; 10x lower, then also a neck
+    # warm-up of 40 steps (about half an epoch of 10k images).
+    for base, teachers, init in (('mae-to-moco', ['mae'], 'mocov3'),
+                                 ('moco-to-mae', ['mocov3'], 'mae')):
+        rows += [
+            dict(recipe, id=f'{base}-lr', teachers=teachers, init=init,
+                 lr=1.5e-4, label=f'{base}, lr 1.5e-4'),
+            dict(recipe, id=f'{base}-lr-warmup', teachers=teachers,
+                 init=init, lr=1.5e-4, model=dict(neck_warmup_iters=40),
+                 label=f'{base}, lr 1.5e-4, 40 neck warm-up steps'),
+        ]
+    wanted = preset.get('recipe_rows')
+    return [r for r in rows if wanted is None or r['id'] in wanted]
+
+
+def grid_rows(student: dict, preset: dict) -> List[dict]:
+    """The mask ratio on other patch grids: a 2 px student patch (14 x 14
+    = 196 patches) and a 7 px one (4 x 4 = 16), against the study's 4 px
+    (7 x 7 = 49; rows ``moco-mae``, ``mask-0.75``, ``mask-0.5``). The
+    teachers keep their 4 px patches; their features are resampled
+    bilinearly to the student's grid (``teacher_resample``), so only random
+    students. One seed (ablation seeds)."""
+    grid = dict(student, group='grid', seeds=list(preset['ablation_seeds']))
+    rows = []
+    for patch in (2, 7):
+        side = 28 // patch
+        for ratio in (0.5, 0.75, 0.9):
+            rows.append(dict(
+                grid, id=f'grid{side}-mask-{ratio:g}', patch_size=patch,
+                mask_ratio=ratio,
+                label=f'MOMA, {side}x{side} patches of {patch} px, mask '
+                f'ratio {ratio:g}'))
+    wanted = preset.get('grid_rows')
+    return [r for r in rows if wanted is None or r['id'] in wanted]
+
+
+def select_rows(rows: List[dict], wanted: Optional[str]) -> List[dict]:
+    """The rows named by ``--rows`` (ids or groups, comma-separated), with
+    the teachers always (the students need them); all rows for None."""
+    if not wanted:
+        return rows
+    names = {w.strip() for w in wanted.split(',') if w.strip()}
+    known = {r['id'] for r in rows} | {r['group'] for r in rows}
+    unknown = sorted(names - known)
+    if unknown:
+        raise ValueError(
+            f'--rows={wanted!r}: unknown {unknown}; allowed: row ids or '
+            f'groups {sorted(known)}.')
+    return [r for r in rows if r['group'] == 'teacher' or r['id'] in names
+            or r['group'] in names]
 
 
 def run_key(row: dict, seed: int) -> str:

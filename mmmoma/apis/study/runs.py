@@ -73,14 +73,31 @@ def write_run_config(work: str, row: dict, seed: int,
                 _delete_=True,
                 **{t: base.model.teachers[t].to_dict()
                    for t in row['teachers']})
+        if row.get('layers'):
+            model.setdefault('teachers', dict(
+                _delete_=True,
+                **{t: base.model.teachers[t].to_dict()
+                   for t in row['teachers']}))
+            for t in row['teachers']:
+                model['teachers'][t]['out_indices'] = list(row['layers'])
+        if row.get('patch_size'):
+            model['backbone'] = dict(patch_size=row['patch_size'])
         if init:
             model['backbone'] = dict(
                 init_cfg=dict(
                     type='Pretrained', checkpoint=init, prefix='backbone.'))
+        for key, value in row.get('model', {}).items():
+            if isinstance(value, dict) and isinstance(model.get(key), dict):
+                model[key] = dict(model[key], **value)
+            else:
+                model[key] = value
         lines += [
             f'_base_ = {STUDENT_CONFIG!r}',
             f'model = {pprint.pformat(model, sort_dicts=True)}',
         ]
+        if row.get('lr') is not None:
+            lines.append(
+                f'optim_wrapper = dict(optimizer=dict(lr={row["lr"]!r}))')
     else:
         lines.append(f'_base_ = {TEACHER_CONFIGS[row["kind"]]!r}')
     lines += [
