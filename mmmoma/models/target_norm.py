@@ -278,21 +278,27 @@ class TargetNorm(nn.Module):
     @torch.no_grad()
     def _ema_update(self, target: torch.Tensor,
                     valid: Optional[torch.Tensor]) -> None:
-        count, s1, s2 = self.batch_sums(target, valid)
-        mean, second = self._moments(count, s1, s2)
-        seen = count > 0
+        sums = self.batch_sums(target, valid)
         # A group's first batch sets its statistics (warm start).
-        m = torch.where(self.updates > 0,
-                        torch.full_like(count, self.momentum),
-                        torch.ones_like(count)) * seen
+        self._blend(sums, torch.where(self.updates > 0,
+                                      torch.full_like(sums[0], self.momentum),
+                                      torch.ones_like(sums[0])))
+        if self.mode == 'phi_s' and (int(self.updates.max()) - 1
+                                     ) % self.refresh_interval == 0:
+            self._refresh()
+
+    def _blend(self, sums: Tuple[torch.Tensor, ...],
+               weight: torch.Tensor) -> None:
+        """Move each group's statistics towards those of ``sums`` by
+        ``weight`` (G, ); groups without a token keep theirs."""
+        mean, second = self._moments(*sums)
+        seen = sums[0] > 0
+        m = weight * seen
         self.mean.mul_(1 - m[:, None]).add_(m[:, None] * mean)
         stat = self.cov if self.mode == 'phi_s' else self.var
         shape = (-1, ) + (1, ) * (stat.dim() - 1)
         stat.mul_(1 - m.view(shape)).add_(m.view(shape) * second)
         self.updates += seen.long()
-        if self.mode == 'phi_s' and (int(self.updates.max()) - 1
-                                     ) % self.refresh_interval == 0:
-            self._refresh()
 
     @torch.no_grad()
     def _refresh(self) -> None:
@@ -319,15 +325,7 @@ class TargetNorm(nn.Module):
         """Set the statistics from the accumulated batches."""
         if self._sums is None:
             return
-        count = self._sums[0]
-        mean, second = self._moments(*self._sums)
-        seen = count > 0
-        self.mean.copy_(torch.where(seen[:, None], mean, self.mean))
-        stat = self.cov if self.mode == 'phi_s' else self.var
-        stat.copy_(
-            torch.where(seen.view((-1, ) + (1, ) * (stat.dim() - 1)), second,
-                        stat))
-        self.updates += seen.long()
+        self._blend(self._sums, torch.ones_like(self._sums[0]))
         self._sums = None
         if self.mode == 'phi_s':
             self._refresh()
