@@ -3,6 +3,8 @@ recipe rows against their baselines."""
 import os.path as osp
 from typing import List
 
+from .rows import recipe_pairs
+
 
 def plot(rows: List[dict], work: str, info: dict) -> List[str]:
     """knn_vs_epochs.png, acc_vs_mask_ratio.png, recipe.png and
@@ -37,7 +39,7 @@ def plot(rows: List[dict], work: str, info: dict) -> List[str]:
     if all(i in by_id for i in wanted):  # else a --rows selection
         paths.append(_mask_ratio(plt, by_id, work))
     if any(r['group'] == 'recipe' for r in rows):
-        paths.append(_recipe(plt, rows, by_id, work))
+        paths.append(_recipe(plt, rows, work))
     if any(r['group'] == 'grid' for r in rows):
         paths.append(_grid(plt, rows, by_id, work))
     return paths
@@ -98,27 +100,18 @@ def _mask_ratio(plt, by_id: dict, work: str) -> str:
     return path
 
 
-def baseline_of(row: dict) -> str:
-    """The row a recipe row is compared with: the same teachers and init
-    under the paper's recipe."""
-    if row['init']:
-        return {'mocov3': 'mae-to-moco', 'mae': 'moco-to-mae'}[row['init']]
-    return 'moco-mae'
-
-
-def _recipe(plt, rows: List[dict], by_id: dict, work: str) -> str:
+def _recipe(plt, rows: List[dict], work: str) -> str:
     """Each recipe row minus its baseline, k-NN and linear, mean and std
     over seeds (the baseline's std added in quadrature)."""
-    recipe = [r for r in rows if r['group'] == 'recipe'
-              and baseline_of(r) in by_id]
+    pairs = recipe_pairs(rows)
+    recipe = [row for row, _ in pairs]
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(recipe) + 1.5),
                              sharey=True)
     ys = list(range(len(recipe)))[::-1]
     for ax, (metric, name) in zip(axes, (('knn_top1', 'k-NN'),
                                          ('linear_top1', 'linear probe'))):
         diffs, errs = [], []
-        for row in recipe:
-            base = by_id[baseline_of(row)]
+        for row, base in pairs:
             diffs.append(row[metric] - base[metric])
             errs.append(((row[metric + '_std'] or 0.0)**2 +
                          (base[metric + '_std'] or 0.0)**2)**0.5)
@@ -130,7 +123,7 @@ def _recipe(plt, rows: List[dict], by_id: dict, work: str) -> str:
         ax.grid(axis='x', alpha=0.3)
     axes[0].set_yticks(ys)
     axes[0].set_yticklabels(
-        [f'{r["id"]} (vs {baseline_of(r)})' for r in recipe], fontsize=8)
+        [f'{r["id"]} (vs {b["id"]})' for r, b in pairs], fontsize=8)
     fig.suptitle('Recipe options against the paper\'s recipe, same '
                  'teachers, init and budget (green: beyond 1 std)',
                  fontsize=9)

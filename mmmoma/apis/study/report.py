@@ -2,7 +2,7 @@
 from typing import List, Optional
 
 from ..common import fmt_time
-from .rows import KNN, PROBE, TEACHER_NAMES
+from .rows import KNN, PROBE, TEACHER_NAMES, recipe_pairs
 
 
 def _pm(mean: Optional[float], std: Optional[float]) -> str:
@@ -127,11 +127,8 @@ def recipe_table(rows: List[dict], info: dict) -> List[str]:
     """The recipe rows against their baselines, with a verdict per row: it
     helps (hurts) when both metrics move up (down) by more than the spread,
     the pooled std over seeds of the main rows."""
-    from .plots import baseline_of
-    by_id = {r['id']: r for r in rows}
-    recipe = [r for r in rows if r['group'] == 'recipe'
-              and baseline_of(r) in by_id]
-    if not recipe:
+    pairs = recipe_pairs(rows)
+    if not pairs:
         return []
     spread = info['spread']
     lines = [
@@ -144,8 +141,7 @@ def recipe_table(rows: List[dict], info: dict) -> List[str]:
         '| row | baseline | seeds | k-NN difference | linear difference '
         '| verdict |', '|---|---|---:|---:|---:|---|'
     ]
-    for row in recipe:
-        base = by_id[baseline_of(row)]
+    for row, base in pairs:
         cells, signs = [], []
         for metric in ('knn_top1', 'linear_top1'):
             diff = row[metric] - base[metric]

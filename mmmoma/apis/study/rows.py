@@ -5,7 +5,7 @@ Every row is a model of the table: a reference, a teacher or a student
 loss and seeds; every (row, seed) is one run.
 """
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ..common import REPO_ROOT
 
@@ -226,6 +226,22 @@ def grid_rows(student: dict, preset: dict) -> List[dict]:
                 f'ratio {ratio:g}'))
     wanted = preset.get('grid_rows')
     return [r for r in rows if wanted is None or r['id'] in wanted]
+
+
+def recipe_pairs(rows: List[dict]) -> List[Tuple[dict, dict]]:
+    """``(recipe row, its baseline)`` for each recipe row whose baseline is
+    there: the row with the same teachers and init under the paper's
+    recipe."""
+    by_id = {r['id']: r for r in rows}
+    pairs = []
+    for row in rows:
+        if row['group'] != 'recipe':
+            continue
+        base = ({'mocov3': 'mae-to-moco', 'mae': 'moco-to-mae'}[row['init']]
+                if row['init'] else 'moco-mae')
+        if base in by_id:
+            pairs.append((row, by_id[base]))
+    return pairs
 
 
 def select_rows(rows: List[dict], wanted: Optional[str]) -> List[dict]:
