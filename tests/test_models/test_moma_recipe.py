@@ -249,3 +249,22 @@ def test_neck_warmup_trains_only_the_necks_first():
 def test_bad_recipe_options_fail_at_build(overrides, match):
     with pytest.raises(ValueError, match=match):
         MODELS.build(tiny_cfg(**overrides))
+
+
+def test_fused_layers_feed_the_position_statistics():
+    """``layer_fusion='mean'`` with ``target_norm='position'`` (the study's
+    ``mean-position`` row): the head's statistics are taken on the fused
+    target, so after one (warm-start) step they are its per-(position,
+    channel) mean and variance over the batch."""
+    teachers = tiny_cfg()['teachers']
+    mae = teachers['mae']
+    mae.update(arch=dict(mae['arch'], num_layers=3), out_indices=[0, 2])
+    model = build(teachers=teachers, layer_fusion='mean',
+                  head=dict(type='SmoothL1AlignHead', target_norm='position'),
+                  teacher_balance=dict(type='uncertainty'))
+    fused = model.teacher_targets('mae', IMAGES)[0]['mae'].double()
+    losses = model.loss(IMAGES, None)
+    assert {'loss_mocov3', 'loss_mae', 'loss_log_var'} <= set(losses)
+    norm = model.heads['mae'].norm
+    torch.testing.assert_close(norm.mean, fused.mean(0))
+    torch.testing.assert_close(norm.var, fused.var(0, unbiased=False))

@@ -190,6 +190,17 @@ def recipe_rows(student: dict, preset: dict) -> List[dict]:
              model=dict(mask_guide=dict(teacher='mocov3',
                                         random_share=0.5)),
              label='MOMA, MoCo v3 attention-guided mask (half random)'),
+        # The two rows that led at seed 0 (layers-mean, norm-position)
+        # together, then with learned teacher weights (third at seed 0).
+        dict(recipe, id='mean-position', layers=[2, 3],
+             model=dict(layer_fusion='mean',
+                        head=dict(target_norm='position')),
+             label='MOMA, layers-mean + norm-position'),
+        dict(recipe, id='mean-position-uncertainty', layers=[2, 3],
+             model=dict(layer_fusion='mean',
+                        head=dict(target_norm='position'),
+                        teacher_balance=dict(type='uncertainty')),
+             label='MOMA, layers-mean + norm-position + uncertainty'),
     ]
     # Initialised students: the learning rate of the random-init recipe
     # (1.5e-3) destroys the initialisation; 10x lower, then also a neck
