@@ -279,3 +279,16 @@ def fill_head_cfg(cfg: dict, key: str, teacher_dims: int,
                 f'{given!r}, but the teacher gives {value!r}; remove it or '
                 f'set it to {value!r}.')
     return cfg
+
+
+def check_sample_ids(ids: List[Optional[int]], needed_by: Dict[str,
+                                                                object]) -> None:
+    """Options that key on the dataset's ``sample_idx`` (``{option: value}``,
+    on when truthy) refuse a batch where a sample has none."""
+    for option, value in needed_by.items():
+        if value and (not ids or None in ids):
+            off = 0 if isinstance(value, int) else None
+            raise ValueError(
+                f'MomaAlgorithm: {option} needs the sample_idx of every '
+                'data sample (MMEngine datasets set it); got sample_idx '
+                f'values {ids[:4]!r}; set {option}={off}.')

@@ -15,15 +15,16 @@ from .config_checks import (check_input_grid,
                             check_layer_fusion, check_loss_weights,
                             check_mask_guide, check_mask_ratio,
                             check_neck_warmup, check_patch_grid,
-                            check_positions, check_student,
-                            check_teacher_names, check_visible_patches,
+                            check_positions, check_sample_ids,
+                            check_student, check_teacher_names,
+                            check_visible_patches,
                             fill_head_cfg, fill_neck_cfg, per_teacher)
 from .frozen_teachers import FrozenTeachers, keep_out_of_checkpoints
+from .mask_sampler import MaskSampler
 from .speed import check_compile, compile_parts
 from .teacher_balance import TeacherBalance
 from .teacher_cache import TeacherCache
-from .utils import (guided_noise, keyed_token_noise, num_visible_tokens,
-                    random_token_mask, sample_indices, vit_forward_tokens)
+from .utils import sample_indices, vit_forward_tokens
 
 #: The teacher-cache slot of the guide teacher's attention (a name that no
 #: target key takes: those are teacher names and ``<name>_l<block>``).
@@ -45,10 +46,9 @@ class MomaAlgorithm(BaseSelfSupervisor):
     a teacher with several ``out_indices`` gives one target per block).
 
     A sample's mask depends only on ``(mask_seed, mask_step, sample_idx)``
-    (buffers, saved in checkpoints; see
-    :func:`~mmmoma.models.utils.keyed_token_noise`): N processes train
-    exactly like one with an N times larger batch, and a resumed run redraws
-    the same masks.
+    (buffers, saved in checkpoints; see :class:`MaskSampler`): N processes
+    train exactly like one with an N times larger batch, and a resumed run
+    redraws the same masks.
 
     Args:
         backbone (dict): The student, an MMPretrain ViT (``MAEViT`` in the
@@ -173,11 +173,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
             mask_guide, names,
             {n: self.teachers.has_cls_token(n) for n in names},
             mask_teacher_input)
-        self.num_guided = 0  # visible patches picked by attention
-        if self.mask_guide is not None:
-            num_keep = num_visible_tokens(self.num_patches, self.mask_ratio)
-            self.num_guided = round(num_keep *
-                                    (1 - self.mask_guide['random_share']))
+        self.masks = MaskSampler(self.num_patches, self.mask_ratio,
+                                 self.mask_guide)
         self.neck_warmup_iters = check_neck_warmup(neck_warmup_iters)
         self._build_targets(names, neck, head)
         self.save_teachers = save_teachers
@@ -290,23 +287,21 @@ class MomaAlgorithm(BaseSelfSupervisor):
             tuple: ``{target key: (B, 1 + L, Ct)}`` float32 and the (B, L)
             attention of ``mask_guide``'s teacher (None without a guide).
         """
+
+        def compute() -> Dict[str, torch.Tensor]:
+            targets = {}
+            for name in self.teachers:
+                found, attention = self.teacher_targets(
+                    name, images, ids_keep, ids_restore)
+                targets.update(found)
+                if attention is not None:
+                    targets[ATTENTION] = attention
+            return targets
+
         cache = self.teacher_cache
-        cached = cache.lookup(images, sample_ids) if cache else None
-        if cached is not None:
-            return cached, cached.pop(ATTENTION, None)
-        targets, attention = {}, None
-        for name in self.teachers:
-            found, attn = self.teacher_targets(name, images, ids_keep,
-                                               ids_restore)
-            targets.update(found)
-            attention = attn if attn is not None else attention
-        if cache is not None:
-            for key, target in targets.items():
-                cache.store(key, sample_ids, target)
-            if attention is not None:
-                cache.store(ATTENTION, sample_ids, attention)
-            cache.commit(images, sample_ids)
-        return targets, attention
+        targets = cache.fetch(images, sample_ids,
+                              compute) if cache else compute()
+        return targets, targets.pop(ATTENTION, None)
 
     def draw_mask(
         self,
@@ -315,32 +310,12 @@ class MomaAlgorithm(BaseSelfSupervisor):
         step: Optional[torch.Tensor] = None,
         attention: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This step's student mask, keyed by the samples when known.
-
-        Args:
-            images (torch.Tensor): (B, 3, H, W).
-            sample_ids (torch.Tensor, optional): (B, ) int64.
-            step (torch.Tensor, optional): () int64 key of the step.
-                Defaults to None: ``mask_step``.
-            attention (torch.Tensor, optional): (B, L), the guide teacher's
-                attention (``mask_guide``). Defaults to None.
-
-        Returns:
-            tuple: ``ids_keep`` (B, Lk), ``ids_restore`` (B, L) and ``mask``
-            (B, L), see :func:`~mmmoma.models.utils.random_token_mask`.
-        """
-        noise = None
-        if sample_ids is not None:
-            noise = keyed_token_noise(
-                self.mask_seed, self.mask_step if step is None else step,
-                sample_ids, self.num_patches)
-        if attention is not None:
-            if noise is None:
-                noise = torch.rand(images.shape[0], self.num_patches,
-                                   device=images.device)
-            noise = guided_noise(noise, attention, self.num_guided)
-        return random_token_mask(images.shape[0], self.num_patches,
-                                 self.mask_ratio, images.device, noise)
+        """This step's student mask (:class:`MaskSampler`): ``ids_keep``
+        (B, Lk), ``ids_restore`` (B, L), ``mask`` (B, L); ``step`` defaults
+        to ``mask_step``, ``attention`` (B, L) is the guide teacher's."""
+        return self.masks(images, self.mask_seed,
+                          self.mask_step if step is None else step,
+                          sample_ids, attention)
 
     def teacher_targets(
         self,
@@ -404,12 +379,8 @@ class MomaAlgorithm(BaseSelfSupervisor):
         """(B, ) int64 dataset indices that key the masks and the cache."""
         check_input_grid(images, self.backbone, self.patch_resolution)
         ids = [getattr(s, 'sample_idx', None) for s in data_samples or []]
-        for option, off in (('teacher_cache', self.teacher_cache),
-                            ('neck_warmup_iters', self.neck_warmup_iters)):
-            if (not ids or None in ids) and off:
-                raise ValueError(
-                    f'MomaAlgorithm: {option} needs the sample_idx of every '
-                    'data sample (MMEngine datasets set it); got sample_idx '
-                    f'values {ids[:4]!r}; set {option}='
-                    f'{0 if option == "neck_warmup_iters" else None}.')
+        check_sample_ids(
+            ids,
+            dict(teacher_cache=self.teacher_cache,
+                 neck_warmup_iters=self.neck_warmup_iters))
         return sample_indices(ids, images.device)

@@ -1,6 +1,6 @@
 """TeacherCache: reuse each sample's frozen-teacher targets after its first
 step."""
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from mmengine.logging import print_log
@@ -142,6 +142,26 @@ class TeacherCache:
             name: target[sample_ids].float()
             for name, target in self.targets.items()
         }
+
+    def fetch(
+        self, images: torch.Tensor, sample_ids: torch.Tensor,
+        compute: Callable[[], Dict[str, torch.Tensor]]
+    ) -> Dict[str, torch.Tensor]:
+        """The batch's targets: cached when every sample has them, else
+        ``compute()``'s, which are then stored and committed.
+
+        Returns:
+            dict[str, torch.Tensor]: ``{name: (B, ...)}``; the cached ones
+            float32.
+        """
+        cached = self.lookup(images, sample_ids)
+        if cached is not None:
+            return cached
+        targets = compute()
+        for name, target in targets.items():
+            self.store(name, sample_ids, target)
+        self.commit(images, sample_ids)
+        return targets
 
     def store(self, name: str, sample_ids: torch.Tensor,
               target: torch.Tensor) -> None:

@@ -190,7 +190,7 @@ def test_guided_masks_keep_the_most_attended_patches():
 
 def test_guided_masking_in_the_model_is_deterministic_per_sample():
     model = build(mask_guide=dict(teacher='mocov3', random_share=0.5))
-    assert model.num_guided == 2  # half of 4 visible patches
+    assert model.masks.num_guided == 2  # half of 4 visible patches
     _, attention = model.teacher_targets('mocov3', IMAGES)
     ids = torch.tensor([10, 11, 12, 13])
     step = torch.tensor(7)
