@@ -300,6 +300,19 @@ def knn_evaluate(model: nn.Module,
     return results
 
 
+def find_knn_hook(cfg) -> Optional[dict]:
+    """The first ``KNNEvalHook`` of a config's ``custom_hooks``, its type
+    a name (``'KNNEvalHook'``, scoped or not) or the class (a pure-Python
+    config); None without one."""
+    from mmmoma.engine.knn_eval_hook import KNNEvalHook
+    for hook in cfg.get('custom_hooks', None) or []:
+        kind = hook.get('type')
+        if (isinstance(kind, str) and kind.split('.')[-1] == 'KNNEvalHook'
+                or isinstance(kind, type) and issubclass(kind, KNNEvalHook)):
+            return hook
+    return None
+
+
 def knn_evaluate_checkpoint(config,
                             checkpoint: Optional[str] = None,
                             cfg_options: Optional[dict] = None,
@@ -338,11 +351,7 @@ def knn_evaluate_checkpoint(config,
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    hooks = [
-        h for h in cfg.get('custom_hooks', [])
-        if h.get('type') in ('KNNEvalHook', 'mmpretrain.KNNEvalHook')
-    ]
-    hook = copy.deepcopy(hooks[0]) if hooks else {}
+    hook = copy.deepcopy(find_knn_hook(cfg) or {})
     train_loader = train_dataloader or hook.get('train_dataloader')
     val_loader = val_dataloader or hook.get('val_dataloader')
     if train_loader is None or val_loader is None:
