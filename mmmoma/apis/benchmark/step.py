@@ -150,6 +150,15 @@ def build(cfg: Config, args: argparse.Namespace, device: torch.device):
     return model, optim_wrapper
 
 
+def record_schedule_position() -> None:
+    """Record what the Runner's train loop records: MMPretrain's momentum
+    encoders (MoCo v3, BYOL) read their schedule position from it."""
+    hub = MessageHub.get_current_instance()
+    for key, value in (('iter', 0), ('max_iters', 1000), ('epoch', 0),
+                       ('max_epochs', 1)):
+        hub.update_info(key, value)
+
+
 def count_views(cfg: Config) -> int:
     """Views per image of the train pipeline: 0 without ``MultiView`` (the
     batch is one (B, 3, H, W) tensor), else how many it makes (a list)."""
@@ -254,12 +263,7 @@ def measure(cfg: Config, args: argparse.Namespace) -> dict:
     torch.backends.cudnn.benchmark = bool(
         cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     model, optim_wrapper = build(cfg, args, device)
-    # What the Runner's train loop records: MMPretrain's momentum encoders
-    # (MoCo v3, BYOL) read their schedule position from it.
-    hub = MessageHub.get_current_instance()
-    for key, value in (('iter', 0), ('max_iters', 1000), ('epoch', 0),
-                       ('max_epochs', 1)):
-        hub.update_info(key, value)
+    record_schedule_position()
     data = synthetic_batch(model, batch_size, device, count_views(cfg))
     if getattr(model, 'teacher_cache', None) is not None:
         # Fill the teacher cache: every count and timing below is of the

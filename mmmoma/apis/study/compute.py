@@ -13,10 +13,10 @@ import argparse
 from typing import Dict, List, Optional
 
 import torch
-from mmengine.logging import MessageHub
 
 from ..benchmark.flops import count_flops
-from ..benchmark.step import build, count_views, synthetic_batch
+from ..benchmark.step import (build, count_views, record_schedule_position,
+                              synthetic_batch)
 from ..launch import load_config
 
 #: ``build``'s options: float32 weights of random init, no speed settings.
@@ -43,11 +43,7 @@ def step_flops(config: str, batch_size: int) -> Dict[str, float]:
         cfg.model.teacher_cache = None
     device = torch.device('cpu')
     model, optim_wrapper = build(cfg, _BUILD, device)
-    # MMPretrain's momentum encoders (MoCo v3) read the schedule position.
-    hub = MessageHub.get_current_instance()
-    for key, value in (('iter', 0), ('max_iters', 1000), ('epoch', 0),
-                       ('max_epochs', 1)):
-        hub.update_info(key, value)
+    record_schedule_position()
     data = synthetic_batch(model, batch_size, device, count_views(cfg))
     split = count_flops(model, optim_wrapper, data)
     return dict(step=split['total'] / batch_size,
