@@ -4,6 +4,7 @@ import json
 from mmengine.config import Config
 
 from mmmoma.apis import study
+from mmmoma.apis.study.rows import recipe_pairs
 from mmmoma.apis.study.runs import checkpoint_of, write_run_config
 from mmmoma.apis.study.segment import read_miou
 
@@ -85,3 +86,24 @@ def test_recipe_rows_give_configs_that_build(tmp_path):
     import pytest
     with pytest.raises(ValueError, match=r"--rows='nope': unknown \['nope'\]"):
         study.select_rows(rows, 'nope')
+
+
+def test_longer_budget_rows_pair_with_their_own_baselines():
+    rows = study.study_rows(study.PRESETS['cpu'])
+    by_id = {r['id']: r for r in rows}
+    long = [r for r in rows if r['group'] == 'long']
+    assert {r['id'] for r in long} == {
+        'moco-mae-3x', 'mean-position-3x', 'mae-to-moco-3x',
+        'mae-to-moco-lr-3x', 'moco-to-mae-3x', 'moco-to-mae-lr-3x'}
+    assert all(r['epochs'] == 6 and r['seeds'] == [0] for r in long)
+    assert by_id['moco-mae']['epochs'] == 2
+    # the option rows keep their options; only budget and seeds change
+    assert by_id['mean-position-3x']['model'] == by_id['mean-position'][
+        'model']
+    assert by_id['moco-to-mae-lr-3x']['lr'] == 1.5e-4
+    assert by_id['moco-to-mae-lr-3x']['init'] == 'mae'
+    pairs = {r["id"]: b["id"] for r, b in recipe_pairs(rows)}
+    assert pairs['mean-position-3x'] == 'moco-mae-3x'
+    assert pairs['mae-to-moco-lr-3x'] == 'mae-to-moco-3x'
+    assert pairs['moco-to-mae-lr'] == 'moco-to-mae'
+    assert 'moco-mae-3x' not in pairs

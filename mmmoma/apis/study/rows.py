@@ -148,7 +148,7 @@ def study_rows(preset: dict) -> List[dict]:
     rows += grid_rows(student, preset)
     for row in rows:
         if row['kind'] == 'moma':
-            row['epochs'] = preset['student_epochs']
+            row.setdefault('epochs', preset['student_epochs'])
         elif row['kind']:
             row['epochs'] = preset['teacher_epochs'][row['kind']]
         else:
@@ -214,6 +214,24 @@ def recipe_rows(student: dict, preset: dict) -> List[dict]:
                  init=init, lr=1.5e-4, model=dict(neck_warmup_iters=40),
                  label=f'{base}, lr 1.5e-4, 40 neck warm-up steps'),
         ]
+    # A longer budget (3x the student epochs, one seed): the paper's recipe
+    # and the options that led the first pass, each against the paper's
+    # recipe at that budget with the same teachers and init.
+    long = dict(recipe, group='long', seeds=list(preset['ablation_seeds']),
+                epochs=3 * preset['student_epochs'])
+    by_id = {r['id']: r for r in rows}
+    for base, teachers, init in (('moco-mae', student['teachers'], None),
+                                 ('mae-to-moco', ['mae'], 'mocov3'),
+                                 ('moco-to-mae', ['mocov3'], 'mae')):
+        option = 'mean-position' if init is None else f'{base}-lr'
+        rows += [
+            dict(long, id=f'{base}-3x', teachers=teachers, init=init,
+                 label=f'{base}, 3x the epochs'),
+            dict({k: v for k, v in by_id[option].items() if k != 'id'},
+                 id=f'{option}-3x', group='long', seeds=long['seeds'],
+                 epochs=long['epochs'], baseline=f'{base}-3x',
+                 label=f'{by_id[option]["label"]}, 3x the epochs'),
+        ]
     wanted = preset.get('recipe_rows')
     return [r for r in rows if wanted is None or r['id'] in wanted]
 
@@ -241,15 +259,16 @@ def grid_rows(student: dict, preset: dict) -> List[dict]:
 
 def recipe_pairs(rows: List[dict]) -> List[Tuple[dict, dict]]:
     """``(recipe row, its baseline)`` for each recipe row whose baseline is
-    there: the row with the same teachers and init under the paper's
-    recipe."""
+    there: its ``baseline``, else the row with the same teachers and init
+    under the paper's recipe."""
     by_id = {r['id']: r for r in rows}
     pairs = []
     for row in rows:
-        if row['group'] != 'recipe':
-            continue
-        base = ({'mocov3': 'mae-to-moco', 'mae': 'moco-to-mae'}[row['init']]
-                if row['init'] else 'moco-mae')
+        if row['group'] != 'recipe' and 'baseline' not in row:
+            continue  # the longer budget's baselines
+        base = row.get('baseline') or (
+            {'mocov3': 'mae-to-moco', 'mae': 'moco-to-mae'}[row['init']]
+            if row['init'] else 'moco-mae')
         if base in by_id:
             pairs.append((row, by_id[base]))
     return pairs
