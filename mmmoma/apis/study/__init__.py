@@ -3,7 +3,8 @@
 Tests the four claims of MOMA (arXiv 2302.02089) at a small scale, with the
 protocol of ``docs/study_protocol.md``: teachers, students and ablations
 (:mod:`.rows`), trained through the demo's training step (:mod:`.runs`),
-evaluated by k-NN and a linear probe (:mod:`.evaluate`) and by segmentation
+evaluated by k-NN and a linear probe, on Fashion-MNIST and on MNIST-5k
+(:mod:`.evaluate`), and by segmentation
 (:mod:`.segment`), aggregated over seeds with the claims decided
 (:mod:`.claims`), reported (:mod:`.report`, :mod:`.plots`);
 :func:`main` runs it all (:mod:`.pipeline`).

@@ -24,7 +24,8 @@ def aggregate(rows: List[dict], runs: Dict[str, dict], preset: dict) -> None:
     for row in rows:
         found = [runs[run_key(row, s)] for s in row['seeds']]
         row['runs'] = [run_key(row, s) for s in row['seeds']]
-        for metric in ('knn_top1', 'linear_top1', 'train_seconds'):
+        for metric in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
+                       'mnist_linear_top1', 'train_seconds'):
             row[metric], row[metric + '_std'] = mean_std(
                 [r.get(metric) for r in found])
         row['images_seen'] = row['epochs'] * samples

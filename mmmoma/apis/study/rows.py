@@ -30,7 +30,8 @@ TEACHER_NAMES = {'mae': 'MAE', 'mocov3': 'MoCo v3'}
 
 # Per preset: images per epoch (None: all 60k), epochs, batch, seeds of the
 # main rows and of the ablations, evaluation sizes (bank = first N train
-# images, queries = first M test images), the k-NN monitor during training,
+# images, queries = first M test images; of Fashion-MNIST, then of MNIST-5k's
+# fixed 4,000 / 1,000 split), the k-NN monitor during training,
 # segmentation sizes, parallel runs, and seconds per item for the ETA
 # (smoke: measured on 2 cores; cpu: scaled from the demo's 2-core timings;
 # gpu: a guess, no GPU was at hand; see the protocol).
@@ -47,6 +48,8 @@ PRESETS = {
         ablation_seeds=[0],
         eval_train=500,
         eval_test=250,
+        mnist_train=500,
+        mnist_test=250,
         probe_iters=50,
         hook_train=256,
         hook_test=128,
@@ -57,7 +60,8 @@ PRESETS = {
         # end
         recipe_rows=['norm-channel', 'mae-to-moco-lr-warmup'],
         grid_rows=['grid4-mask-0.75'],
-        estimate=dict(mae=20, mocov3=25, student=20, eval=3, seg=20)),
+        estimate=dict(mae=20, mocov3=25, student=20, eval=3, mnist=2,
+                      seg=20)),
     'cpu':
     dict(
         train_samples=10000,
@@ -70,6 +74,8 @@ PRESETS = {
         ablation_seeds=[0],
         eval_train=10000,
         eval_test=10000,
+        mnist_train=4000,
+        mnist_test=1000,
         probe_iters=200,
         hook_train=2000,
         hook_test=1000,
@@ -77,7 +83,8 @@ PRESETS = {
         seg=dict(num_train=500, num_val=200, iters=300, batch_size=8,
                  workers=0),
         jobs=1,
-        estimate=dict(mae=230, mocov3=890, student=100, eval=50, seg=330)),
+        estimate=dict(mae=230, mocov3=890, student=100, eval=50, mnist=20,
+                      seg=330)),
     'gpu':
     dict(
         train_samples=None,
@@ -90,6 +97,8 @@ PRESETS = {
         ablation_seeds=[0],
         eval_train=60000,
         eval_test=10000,
+        mnist_train=4000,
+        mnist_test=1000,
         probe_iters=200,
         hook_train=10000,
         hook_test=10000,
@@ -97,7 +106,8 @@ PRESETS = {
         seg=dict(num_train=2000, num_val=500, iters=1000, batch_size=16,
                  workers=2),
         jobs=4,
-        estimate=dict(mae=100, mocov3=160, student=41, eval=5, seg=90)),
+        estimate=dict(mae=100, mocov3=160, student=41, eval=5, mnist=1,
+                      seg=90)),
 }
 
 
