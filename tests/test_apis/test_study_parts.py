@@ -107,3 +107,22 @@ def test_longer_budget_rows_pair_with_their_own_baselines():
     assert pairs['mae-to-moco-lr-3x'] == 'mae-to-moco-3x'
     assert pairs['moco-to-mae-lr'] == 'moco-to-mae'
     assert 'moco-mae-3x' not in pairs
+
+
+def test_recipe_table_reports_transfer_beside_the_verdict():
+    from mmmoma.apis.study.report import recipe_table
+
+    def row(id_, knn, linear, mnist, group='main', **extra):
+        return dict(id=id_, label=id_, group=group, init=None, seeds=[0, 1],
+                    knn_top1=knn, linear_top1=linear, mnist_knn_top1=mnist,
+                    mnist_linear_top1=mnist + 1, **extra)
+
+    rows = [row('moco-mae', 70.0, 77.0, 50.0),
+            row('norm-channel', 72.0, 76.9, 47.5, group='recipe')]
+    spread = dict(knn_top1=1.0, linear_top1=0.5, mnist_knn_top1=2.0,
+                  mnist_linear_top1=None)
+    lines = recipe_table(rows, dict(spread=spread))
+    line = next(x for x in lines if x.startswith('| `norm-channel`'))
+    # the verdict reads k-NN and linear only: MNIST-5k is beside it
+    assert '**helps on one metric** | -2.50 | -2.50 |' in line
+    assert 'MNIST-5k' in ' '.join(lines) and '2.00' in ' '.join(lines)

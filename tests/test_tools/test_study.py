@@ -102,6 +102,10 @@ def test_every_row_has_numbers(smoke):
         line = next(x for x in recipe.splitlines()
                     if x.startswith(f'| `{key}`'))
         assert f'| `{base}` |' in line and '**' in line
+        by_id = {r['id']: r for r in results['rows']}
+        transfer = (by_id[key]['mnist_knn_top1'] -
+                    by_id[base]['mnist_knn_top1'])
+        assert f'** | {transfer:+.2f} |' in line
 
 
 @pytest.mark.needs_fmnist

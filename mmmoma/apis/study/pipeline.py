@@ -193,7 +193,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     for name in ('teacher-mae', 'teacher-mocov3', 'best'):
         progress.finish(f'seg {name}')
 
-    spread = {m: pooled_std(rows, m) for m in ('knn_top1', 'linear_top1')}
+    spread = {m: pooled_std(rows, m)
+              for m in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
+                        'mnist_linear_top1')}
     # the claims compare fixed rows; a --rows selection may leave them out
     claims = check_claims(rows) if not args.rows else []
     info = dict(

@@ -105,16 +105,20 @@ def _recipe(plt, rows: List[dict], work: str) -> str:
     over seeds (the baseline's std added in quadrature)."""
     pairs = recipe_pairs(rows)
     recipe = [row for row, _ in pairs]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(recipe) + 1.5),
+    metrics = [('knn_top1', 'k-NN'), ('linear_top1', 'linear probe')]
+    if all(r.get('mnist_knn_top1') is not None for p in pairs for r in p):
+        metrics.append(('mnist_knn_top1', 'MNIST-5k k-NN (transfer)'))
+    fig, axes = plt.subplots(1, len(metrics),
+                             figsize=(5 * len(metrics),
+                                      0.35 * len(recipe) + 1.5),
                              sharey=True)
     ys = list(range(len(recipe)))[::-1]
-    for ax, (metric, name) in zip(axes, (('knn_top1', 'k-NN'),
-                                         ('linear_top1', 'linear probe'))):
+    for ax, (metric, name) in zip(axes, metrics):
         diffs, errs = [], []
         for row, base in pairs:
             diffs.append(row[metric] - base[metric])
-            errs.append(((row[metric + '_std'] or 0.0)**2 +
-                         (base[metric + '_std'] or 0.0)**2)**0.5)
+            errs.append(((row.get(metric + '_std') or 0.0)**2 +
+                         (base.get(metric + '_std') or 0.0)**2)**0.5)
         colors = ['tab:green' if d > e else 'tab:red' if d < -e else
                   'tab:gray' for d, e in zip(diffs, errs)]
         ax.barh(ys, diffs, xerr=errs, color=colors, capsize=3)
