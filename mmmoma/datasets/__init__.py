@@ -2,9 +2,10 @@
 from .checked_loading import (CheckedLoadAnnotations,
                               CheckedLoadImageFromFile, DataFileError)
 from .fashion_mnist import FashionMNISTIdx
+from .fmnist_mosaics import FashionMNISTMosaics
 from .fast_random_resized_crop import FastRandomResizedCrop
 
 __all__ = [
     'CheckedLoadAnnotations', 'CheckedLoadImageFromFile', 'DataFileError',
-    'FashionMNISTIdx', 'FastRandomResizedCrop'
+    'FashionMNISTIdx', 'FashionMNISTMosaics', 'FastRandomResizedCrop'
 ]
