@@ -6,21 +6,22 @@ compat.apply_all()
 
 from .datasets import (CheckedLoadAnnotations,  # noqa: E402
                        CheckedLoadImageFromFile, FashionMNISTIdx,
-                       FastRandomResizedCrop, MNIST5k)
+                       FashionMNISTMosaics, FastRandomResizedCrop, MNIST5k)
 from .engine import (EpochSeedHook, KNNEvalHook,  # noqa: E402
                      LayerDecayOptimWrapperConstructor, NonFiniteLossHook,
                      PreemptionHook, TargetStatsHook)
 from .evaluation import knn_evaluate  # noqa: E402
-from .models import (FrozenTeachers, MomaAlgorithm, MomaNeck,  # noqa: E402
-                     MomaViT, SmoothL1AlignHead, TargetNorm,
-                     TeacherCache)
+from .models import (BNLinearHead, FrozenTeachers,  # noqa: E402
+                     MomaAlgorithm, MomaNeck, MomaViT, SmoothL1AlignHead,
+                     TargetNorm, TeacherCache)
 from .version import __version__  # noqa: E402
 
 __all__ = [
-    '__version__', 'CheckedLoadAnnotations', 'CheckedLoadImageFromFile',
-    'compat', 'EpochSeedHook', 'FashionMNISTIdx',
-    'FastRandomResizedCrop', 'FrozenTeachers', 'KNNEvalHook', 'knn_evaluate',
-    'LayerDecayOptimWrapperConstructor', 'MNIST5k', 'MomaAlgorithm',
-    'MomaNeck', 'MomaViT', 'NonFiniteLossHook', 'PreemptionHook',
-    'SmoothL1AlignHead', 'TargetNorm', 'TargetStatsHook', 'TeacherCache'
+    '__version__', 'BNLinearHead', 'CheckedLoadAnnotations',
+    'CheckedLoadImageFromFile', 'compat', 'EpochSeedHook', 'FashionMNISTIdx',
+    'FashionMNISTMosaics', 'FastRandomResizedCrop', 'FrozenTeachers',
+    'KNNEvalHook', 'knn_evaluate', 'LayerDecayOptimWrapperConstructor',
+    'MNIST5k', 'MomaAlgorithm', 'MomaNeck', 'MomaViT', 'NonFiniteLossHook',
+    'PreemptionHook', 'SmoothL1AlignHead', 'TargetNorm', 'TargetStatsHook',
+    'TeacherCache'
 ]

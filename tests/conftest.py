@@ -1,4 +1,5 @@
 """Shared fixtures: generated data, no downloads."""
+import gzip
 import itertools
 import os
 import socket
@@ -76,6 +77,34 @@ def class_folders(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('classes')
     make_images(root / 'a', num=8, seed=1)
     make_images(root / 'b', num=8, seed=2)
+    return root
+
+
+def write_idx(path: Path, magic: int, data: np.ndarray) -> None:
+    """A gzipped idx file as Fashion-MNIST's: magic, sizes, uint8 values."""
+    header = magic.to_bytes(4, 'big') + b''.join(
+        n.to_bytes(4, 'big') for n in data.shape)
+    with gzip.open(path, 'wb') as f:
+        f.write(header + data.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope='session')
+def fake_fmnist(tmp_path_factory) -> Path:
+    """Generated Fashion-MNIST idx files: 40 train and 20 t10k items of
+    28x28, each a rectangle of random values (0..255) on black, label
+    ``i % 10``; no two items are alike, so a pasted item tells its split.
+    """
+    root = tmp_path_factory.mktemp('fake_fmnist')
+    rng = np.random.default_rng(0)
+    for split, num in (('train', 40), ('t10k', 20)):
+        items = np.zeros((num, 28, 28), dtype=np.uint8)
+        for item in items:
+            y0, x0 = rng.integers(0, 8, size=2)
+            h, w = rng.integers(12, 20, size=2)
+            item[y0:y0 + h, x0:x0 + w] = rng.integers(0, 256, (h, w))
+        write_idx(root / f'{split}-images-idx3-ubyte.gz', 0x803, items)
+        write_idx(root / f'{split}-labels-idx1-ubyte.gz', 0x801,
+                  np.arange(num) % 10)
     return root
 
 

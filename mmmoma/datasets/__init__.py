@@ -2,10 +2,12 @@
 from .checked_loading import (CheckedLoadAnnotations,
                               CheckedLoadImageFromFile, DataFileError)
 from .fashion_mnist import FashionMNISTIdx
+from .fmnist_mosaics import FashionMNISTMosaics
 from .fast_random_resized_crop import FastRandomResizedCrop
 from .mnist5k import MNIST5k
 
 __all__ = [
     'CheckedLoadAnnotations', 'CheckedLoadImageFromFile', 'DataFileError',
-    'FashionMNISTIdx', 'FastRandomResizedCrop', 'MNIST5k'
+    'FashionMNISTIdx', 'FashionMNISTMosaics', 'FastRandomResizedCrop',
+    'MNIST5k'
 ]

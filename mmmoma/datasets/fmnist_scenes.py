@@ -24,7 +24,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -195,10 +195,7 @@ def make_scenes(out: str, fmnist_root: str = DEFAULT_ROOT,
     lo, hi = num_items
     if not 1 <= lo <= hi:
         raise ValueError(f'--items={lo} {hi}: allowed: 1 <= MIN <= MAX.')
-    out = osp.abspath(osp.expanduser(out))
-    if osp.exists(out) and os.listdir(out) and not overwrite:
-        raise FileExistsError(f'output {out!r} exists and is not empty; '
-                              'pass --overwrite to replace it.')
+    out = check_out(out, overwrite)
     meta = dict(
         classes=list(CLASSES),
         label_values={'0': 'background / other (ignored)',
@@ -213,10 +210,8 @@ def make_scenes(out: str, fmnist_root: str = DEFAULT_ROOT,
         source=osp.abspath(fmnist_root),
         command=command or 'make_scenes()',
         splits={})
-    parent = osp.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.fmnist_scenes-', dir=parent)
-    try:
+
+    def write(tmp: str) -> None:
         for split_id, (folder, stem, source) in enumerate(SPLITS):
             images, labels = load_items(fmnist_root, source)
             num = num_train if folder == 'training' else num_val
@@ -225,14 +220,38 @@ def make_scenes(out: str, fmnist_root: str = DEFAULT_ROOT,
                                  size, num_items)
             meta['splits'][folder] = dict(
                 num_images=num, items_from=source, pixels_per_label=counts)
-        with open(osp.join(tmp, 'meta.json'), 'w') as f:
-            json.dump(meta, f, indent=2)
         with open(osp.join(tmp, 'README.md'), 'w') as f:
             f.write(README.format(command=meta['command'], out=out))
+
+    write_atomically(out, meta, write)
+    return meta
+
+
+def check_out(out: str, overwrite: bool) -> str:
+    """The absolute output folder; fails on a non-empty one unless
+    ``overwrite``."""
+    out = osp.abspath(osp.expanduser(out))
+    if osp.exists(out) and os.listdir(out) and not overwrite:
+        raise FileExistsError(f'output {out!r} exists and is not empty; '
+                              'pass --overwrite to replace it.')
+    return out
+
+
+def write_atomically(out: str, meta: dict,
+                     write: Callable[[str], None]) -> None:
+    """Run ``write(tmp)`` on a temporary folder beside ``out``, add
+    ``meta.json`` (``meta`` after ``write``), and rename it into place;
+    nothing is left behind on failure."""
+    parent = osp.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}-', dir=parent)
+    try:
+        write(tmp)
+        with open(osp.join(tmp, 'meta.json'), 'w') as f:
+            json.dump(meta, f, indent=2)
         if osp.exists(out):
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return meta

@@ -1,6 +1,7 @@
 """MOMA's modules: the registered ones (MMPretrain's MODELS registry) and
 the parts of the algorithm."""
 from .align_head import SmoothL1AlignHead
+from .bn_linear_head import BNLinearHead
 from .frozen_teachers import FrozenTeachers
 from .moma import MomaAlgorithm
 from .moma_neck import MomaNeck
@@ -9,6 +10,6 @@ from .target_norm import TargetNorm
 from .teacher_cache import TeacherCache
 
 __all__ = [
-    'FrozenTeachers', 'MomaAlgorithm', 'MomaNeck', 'MomaViT',
+    'BNLinearHead', 'FrozenTeachers', 'MomaAlgorithm', 'MomaNeck', 'MomaViT',
     'SmoothL1AlignHead', 'TargetNorm', 'TeacherCache'
 ]

@@ -44,7 +44,9 @@ class MomaViT(VisionTransformer):
       fails with the config key instead of leaving weights random. Keys
       that the downstream recipe adds or drops (``ln1`` with
       ``final_norm=False``, ``ln2`` of ``avg_featmap``) are only logged.
-      ``pos_embed`` is resized to ``img_size`` on load.
+      ``pos_embed`` is resized to ``img_size`` on load;
+    - frozen stages stay in eval mode when the runner calls ``train()``
+      (a linear probe's backbone is then the evaluated model exactly).
 
     Args:
         arch (str | dict): As ``VisionTransformer``. Defaults to 'base'.
@@ -87,6 +89,16 @@ class MomaViT(VisionTransformer):
             frozen_stages=frozen_stages,
             init_cfg=init_cfg,
             **kwargs)
+
+    def train(self, mode: bool = True) -> 'MomaViT':
+        """Set the mode; frozen stages (``frozen_stages``) stay in eval
+        mode, which ``VisionTransformer`` sets only once, when built."""
+        super().train(mode)
+        if mode and self.frozen_stages > 0:
+            self._freeze_stages()
+            if self.frozen_stages == self.num_layers:  # all frozen
+                super().train(False)
+        return self
 
     def _depth(self, arch: Union[str, dict]) -> int:
         if isinstance(arch, str):

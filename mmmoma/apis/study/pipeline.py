@@ -15,9 +15,10 @@ from .claims import aggregate, check_claims, pooled_std
 from .evaluate import DATASETS, Evaluator, evaluate_run
 from .plots import plot
 from .report import render
-from .rows import KNN, PRESETS, run_key, select_rows, study_rows
+from .rows import (KNN, PRESETS, SEG_V2, SEG_V2_CONFIGS, run_key,
+                   select_rows, study_rows)
 from .runs import device_name, train_run
-from .segment import prepare_scenes, segment
+from .segment import prepare_seg_data, segment
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -72,6 +73,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--no-seg',
         action='store_true',
         help='skip the segmentation transfer')
+    parser.add_argument(
+        '--seg-protocol',
+        choices=['scenes', *SEG_V2_CONFIGS],
+        default='scenes',
+        help='segmentation transfer: UperNet on the composed scenes '
+        '(default, the protocol of docs/study_protocol.md), or v2 on the '
+        'Fashion-MNIST mosaics, UperNet fine-tuned end to end or a linear '
+        'probe of the frozen model')
     args = resolve_preset(parser.parse_args(argv))
     if args.work_dir is None:
         args.work_dir = f'work_dirs/study-{args.preset}'
@@ -107,6 +116,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     preset = dict(PRESETS[args.preset])
     if args.seeds is not None:
         preset['seeds'] = list(range(args.seeds))
+    if args.seg_protocol != 'scenes':
+        preset['seg'] = dict(SEG_V2[args.preset], protocol=args.seg_protocol)
     jobs = args.jobs or preset['jobs']
     command = command_line('study', argv)
     try:  # before hours of training, not after them
@@ -178,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 if r['kind'] == 'moma' and not r.get('patch_size')]
     best = max(students, key=lambda r: r['knn_top1']) if students else None
     if not args.no_seg and best is not None:
-        scenes = prepare_scenes(work, preset, args.data_root, progress)
+        scenes = prepare_seg_data(work, preset, args.data_root, progress)
         seg_rows = [by_id['teacher-mae'], by_id['teacher-mocov3'], best]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [

@@ -4,6 +4,18 @@ from typing import List, Optional
 from ..common import fmt_time
 from .rows import KNN, PROBE, TEACHER_NAMES, recipe_pairs
 
+# The segmentation protocols (tools/study.py --seg-protocol) in words.
+SEG_MODELS = {
+    'scenes': 'UperNet',
+    'mosaics-finetune': 'UperNet fine-tuned end to end',
+    'mosaics-linear': 'linear probe (BN + 1x1 conv) of the frozen model',
+}
+SEG_DATA = {
+    'scenes': 'composed 64x64 scenes',
+    'mosaics-finetune': '84x84 Fashion-MNIST mosaics',
+    'mosaics-linear': '84x84 Fashion-MNIST mosaics',
+}
+
 
 def _pm(mean: Optional[float], std: Optional[float]) -> str:
     """``mean ± std`` with 2 decimals; ``'-'`` without a mean."""
@@ -78,11 +90,12 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         f'training set = the first {preset["mnist_train"]:,} of its 4,000 '
         f'train images, test = the first {preset["mnist_test"]:,} of its '
         '1,000 test images.',
-        f'- mIoU: UperNet, {preset["seg"]["iters"]} iterations of batch '
+        f'- mIoU: {SEG_MODELS[preset["seg"].get("protocol", "scenes")]}, '
+        f'{preset["seg"]["iters"]} iterations of batch '
         f'{preset["seg"]["batch_size"]} on {preset["seg"]["num_train"]} '
-        f'composed 64x64 scenes, tested on {preset["seg"]["num_val"]}, for '
-        f'the teachers and the best student by k-NN ({info["best"]}, seed '
-        '0).',
+        f'{SEG_DATA[preset["seg"].get("protocol", "scenes")]}, tested on '
+        f'{preset["seg"]["num_val"]}, for the teachers and the best student '
+        f'by k-NN ({info["best"]}, seed 0).',
         f'- Wall time: training, k-NN monitoring included, '
         f'{info["jobs"]} run(s) at once; the whole study took '
         f'{fmt_time(info["total_seconds"])} in this invocation (reused '

@@ -20,6 +20,25 @@ STUDENT_CONFIG = osp.join(REPO_ROOT, 'configs', 'study',
 SEG_CONFIG = osp.join(
     REPO_ROOT, 'configs', 'study',
     'upernet_vit-tiny-p4_moma-pre_1xb8-2k_fmnist-scenes-64x64.py')
+# Segmentation v2 (opt-in, tools/study.py --seg-protocol): UperNet fine-tuned
+# end to end, or a linear probe on the frozen model, on the Fashion-MNIST
+# mosaics (mmmoma/datasets/fmnist_mosaics.py), with their own sizes per
+# preset; SEG_CONFIG and the presets' ``seg`` stay the default protocol.
+SEG_V2_CONFIGS = {
+    'mosaics-finetune':
+    osp.join(REPO_ROOT, 'configs', 'study', 'upernet_vit-tiny-p4_moma-pre_'
+             '1xb16-300i_fmnist-mosaics-84x84.py'),
+    'mosaics-linear':
+    osp.join(REPO_ROOT, 'configs', 'study',
+             'linear_vit-tiny-p4_moma-pre_1xb16-300i_fmnist-mosaics-84x84.py'),
+}
+SEG_V2 = {
+    'smoke': dict(num_train=16, num_val=8, iters=4, batch_size=4, workers=0),
+    'cpu': dict(num_train=500, num_val=200, iters=300, batch_size=16,
+                workers=0),
+    'gpu': dict(num_train=500, num_val=200, iters=300, batch_size=16,
+                workers=2),
+}
 # The evaluated network of every row: the study's ViT, its class token after
 # the final LayerNorm (MAE's encoder output, MoCo v3's projector input).
 EVAL_ARCH = dict(

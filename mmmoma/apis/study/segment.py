@@ -1,5 +1,7 @@
 """Segmentation of the study: UperNet on composed Fashion-MNIST scenes with
-a run's backbone, trained and validated by ``tools/train.py``."""
+a run's backbone, trained and validated by ``tools/train.py``; or, opt-in
+(``preset['seg']['protocol']``, ``--seg-protocol``), segmentation v2 on
+the Fashion-MNIST mosaics, fine-tuned or linearly probed."""
 import os
 import os.path as osp
 import shutil
@@ -7,11 +9,12 @@ import sys
 import time
 from typing import Optional
 
+from mmmoma.datasets.fmnist_mosaics import make_mosaics
 from mmmoma.datasets.fmnist_scenes import make_scenes
 from ..common import (REPO_ROOT, Progress, config_hash, fmt_time, read_cache,
                       read_json, run_tool, write_cache)
 from ..curves import find_scalars, read_scalars
-from .rows import SEG_CONFIG
+from .rows import SEG_CONFIG, SEG_V2_CONFIGS
 
 
 def prepare_scenes(work: str, preset: dict, data_root: Optional[str],
@@ -43,6 +46,45 @@ def prepare_scenes(work: str, preset: dict, data_root: Optional[str],
     return out
 
 
+def prepare_mosaics(work: str, preset: dict, data_root: Optional[str],
+                    progress: Progress) -> str:
+    """The mosaics of segmentation v2 (defaults of
+    :func:`~mmmoma.datasets.fmnist_mosaics.make_mosaics`, 84x84), made once
+    per setting.
+
+    Returns:
+        str: Its folder, ``<work>/seg-v2/mosaics``.
+    """
+    seg = preset['seg']
+    out = osp.join(work, 'seg-v2', 'mosaics')
+    wanted = dict(num_train=seg['num_train'], num_val=seg['num_val'],
+                  seed=0)
+    meta_path = osp.join(out, 'meta.json')
+    if osp.isfile(meta_path):
+        meta = read_json(meta_path)
+        have = dict(
+            num_train=meta['splits']['train']['num_images'],
+            num_val=meta['splits']['val']['num_images'],
+            seed=meta['seed'])
+        if have == wanted:
+            return out
+    kwargs = {'fmnist_root': data_root} if data_root else {}
+    make_mosaics(out, overwrite=True, command='tools/study.py', **kwargs,
+                 **wanted)
+    progress.log(f'segmentation v2 data: {seg["num_train"]} + '
+                 f'{seg["num_val"]} mosaics of 84x84 in {out}')
+    return out
+
+
+def prepare_seg_data(work: str, preset: dict, data_root: Optional[str],
+                     progress: Progress) -> str:
+    """The data of the preset's segmentation protocol: the scenes, or the
+    mosaics when ``preset['seg']`` names a v2 ``protocol``."""
+    if preset['seg'].get('protocol', 'scenes') == 'scenes':
+        return prepare_scenes(work, preset, data_root, progress)
+    return prepare_mosaics(work, preset, data_root, progress)
+
+
 def read_miou(run_dir: str) -> Optional[float]:
     """The last validation mIoU (%) in the run's ``vis_data/scalars.json``,
     None before the run has validated."""
@@ -61,18 +103,26 @@ def segment(name: str, checkpoint: str, scenes: str, work: str,
 
     ``tools/train.py`` trains and then validates the final weights on the
     validation scenes (the config's test set too), in the same process:
-    one start-up per model instead of two with ``tools/test.py``.
+    one start-up per model instead of two with ``tools/test.py``. With a
+    v2 ``protocol`` in ``preset['seg']``, the same on the mosaics
+    (``scenes`` is then their folder) with that protocol's config
+    (:data:`~.rows.SEG_V2_CONFIGS`), in ``<work>/seg-<protocol>/<name>``.
 
     Returns:
         dict: ``miou`` (%) and ``seg_seconds``.
     """
     seg = preset['seg']
     iters = seg['iters']
-    run_dir = osp.join(work, 'seg', name)
+    protocol = seg.get('protocol', 'scenes')
+    if protocol == 'scenes':
+        config, run_dir = SEG_CONFIG, osp.join(work, 'seg', name)
+    else:
+        config = SEG_V2_CONFIGS[protocol]
+        run_dir = osp.join(work, f'seg-{protocol}', name)
     key = dict(
         checkpoint=checkpoint,
         mtime=osp.getmtime(checkpoint),
-        config_hash=config_hash(SEG_CONFIG),
+        config_hash=config_hash(config),
         seg=seg,
         scenes=read_json(osp.join(scenes, 'meta.json'))['splits'])
     cache = osp.join(run_dir, 'result.json')
@@ -88,12 +138,12 @@ def segment(name: str, checkpoint: str, scenes: str, work: str,
     # a warm-up of at least 2 iterations: MMEngine's LinearLR with end=1
     # never leaves its start factor
     warmup = min(100, max(2, iters // 10))
-    progress.log(f'segmentation {name}: UperNet, {iters} iterations')
+    progress.log(f'segmentation {name}: {protocol}, {iters} iterations')
     start = time.time()
     log_path = osp.join(run_dir, 'train.log')
     run_tool([
         sys.executable,
-        osp.join(REPO_ROOT, 'tools', 'train.py'), SEG_CONFIG, '--work-dir',
+        osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir',
         run_dir, '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={checkpoint}', *roots,
         f'train_dataloader.batch_size={seg["batch_size"]}',

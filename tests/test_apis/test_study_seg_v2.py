@@ -1,0 +1,87 @@
+"""The study's opt-in segmentation v2: --seg-protocol picks the mosaics and
+the v2 config; the default keeps the scenes, their config and run folder.
+The training tool is replaced by a stub that records its command."""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+from mmmoma.apis.common import Progress
+from mmmoma.apis.study import PRESETS, parse_args, segment as seg_api
+from mmmoma.apis.study.rows import SEG_CONFIG, SEG_V2, SEG_V2_CONFIGS
+
+
+@pytest.fixture
+def fake_train(monkeypatch) -> list:
+    """``run_tool`` of the study's segment step: records the command and
+    writes the validation mIoU that tools/train.py would log."""
+    commands = []
+
+    def run_tool(cmd, log_path, what):
+        commands.append(cmd)
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        scalars = osp.join(work_dir, '20240101_000000', 'vis_data',
+                           'scalars.json')
+        os.makedirs(osp.dirname(scalars))
+        with open(scalars, 'w') as f:
+            f.write(json.dumps({'mIoU': 31.5, 'step': 4}) + '\n')
+
+    monkeypatch.setattr(seg_api, 'run_tool', run_tool)
+    return commands
+
+
+def test_seg_protocol_flag_defaults_to_the_scenes():
+    assert parse_args(['--preset', 'smoke']).seg_protocol == 'scenes'
+    args = parse_args(['--preset', 'smoke', '--seg-protocol',
+                       'mosaics-linear'])
+    assert args.seg_protocol == 'mosaics-linear'
+    with pytest.raises(SystemExit):
+        parse_args(['--seg-protocol', 'mosaics'])
+    assert all('protocol' not in p['seg'] for p in PRESETS.values())
+
+
+@pytest.mark.parametrize('protocol', sorted(SEG_V2_CONFIGS))
+def test_v2_protocol_trains_its_config_on_the_mosaics(
+        protocol, fake_fmnist, tmp_path, fake_train):
+    preset = dict(PRESETS['smoke'],
+                  seg=dict(SEG_V2['smoke'], protocol=protocol))
+    progress = Progress('test')
+    work = str(tmp_path)
+    data = seg_api.prepare_seg_data(work, preset, str(fake_fmnist),
+                                    progress)
+    assert data == osp.join(work, 'seg-v2', 'mosaics')
+    meta = json.load(open(osp.join(data, 'meta.json')))
+    assert meta['splits']['train']['num_images'] == 16
+    assert meta['classes'][0] == 'background'
+    stamp = osp.getmtime(osp.join(data, 'meta.json'))
+    assert seg_api.prepare_seg_data(work, preset, str(fake_fmnist),
+                                    progress) == data
+    assert osp.getmtime(osp.join(data, 'meta.json')) == stamp  # reused
+    ckpt = tmp_path / 'teacher.pth'
+    ckpt.write_bytes(b'')
+    result = seg_api.segment('teacher-mocov3', str(ckpt), data, work,
+                             preset, False, progress)
+    assert result['miou'] == 31.5
+    (cmd, ) = fake_train
+    assert cmd[2] == SEG_V2_CONFIGS[protocol]
+    assert cmd[cmd.index('--work-dir') + 1] == osp.join(
+        work, f'seg-{protocol}', 'teacher-mocov3')
+    assert f'train_dataloader.dataset.data_root={data}' in cmd
+    assert 'train_cfg.max_iters=4' in cmd
+
+
+def test_default_protocol_keeps_the_scenes_config_and_folder(
+        tmp_path, fake_train):
+    preset = PRESETS['smoke']
+    scenes = tmp_path / 'scenes'
+    scenes.mkdir()
+    (scenes / 'meta.json').write_text(json.dumps({'splits': {}}))
+    ckpt = tmp_path / 'teacher.pth'
+    ckpt.write_bytes(b'')
+    seg_api.segment('teacher-mae', str(ckpt), str(scenes), str(tmp_path),
+                    preset, False, Progress('test'))
+    (cmd, ) = fake_train
+    assert cmd[2] == SEG_CONFIG
+    assert cmd[cmd.index('--work-dir') + 1] == osp.join(
+        str(tmp_path), 'seg', 'teacher-mae')
