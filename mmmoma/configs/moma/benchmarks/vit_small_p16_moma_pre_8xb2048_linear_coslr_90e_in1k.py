@@ -1,0 +1,11 @@
+# Linear probe of a MOMA ViT-S student: the ViT-B recipe with the width
+# changed. Pure-Python form of configs/moma/benchmarks/
+# vit-small-p16_moma-pre_8xb2048-linear-coslr-90e_in1k.py.
+from mmengine.config import read_base
+
+with read_base():
+    from .vit_base_p16_moma_pre_8xb2048_linear_coslr_90e_in1k import *
+
+model.backbone.arch = 'deit-s'
+model.neck.input_features = 384
+model.head.in_channels = 384
