@@ -1,6 +1,6 @@
-# Beyond the paper (docs/recipe.md, README "Beyond the paper"): the recipe
-# options that helped the random two-teacher student in the recipe study,
-# together. Each teacher's target is the mean of its last two blocks'
+# Beyond the paper (docs/recipe.md, README "Beyond the paper"): the two
+# recipe options that led the recipe study's first pass for the random
+# two-teacher student (seed 0; 3-seed verdicts pending), together. Each teacher's target is the mean of its last two blocks'
 # per-token LayerNorm-ed outputs (data2vec's top-K average; the study used
 # blocks 3 and 4 of 4, here 11 and 12 of 12), standardised per (position,
 # channel) with EMA statistics over the data (after UNIC / Theia).
