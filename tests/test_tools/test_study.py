@@ -252,12 +252,15 @@ def test_spread_is_pooled_over_main_rows():
 def test_rows_keep_one_budget_and_architecture():
     for name, preset in study.PRESETS.items():
         rows = study.study_rows(preset)
-        extra = ('recipe', 'grid')
+        extra = ('recipe', 'grid', 'long')
         assert [r['id'] for r in rows if r['group'] not in extra] == ROWS
         recipe = [r['id'] for r in rows if r['group'] in extra]
-        assert recipe == RECIPE if name == 'smoke' else len(recipe) >= 18
+        assert recipe == RECIPE if name == 'smoke' else len(recipe) >= 24
         students = [r for r in rows if r['kind'] == 'moma']
-        assert {r['epochs'] for r in students} == {preset['student_epochs']}
+        # one budget, and 3x that for the longer-budget rows
+        for row in students:
+            assert row['epochs'] == preset['student_epochs'] * (
+                3 if row['group'] == 'long' else 1)
         assert len(preset['seeds']) >= (1 if name == 'smoke' else 3)
         for row in students:
             assert len(row['seeds']) == len(
