@@ -110,8 +110,42 @@ def fit_images(images: np.ndarray, size: int, mode: str) -> np.ndarray:
     ])
 
 
+class GrayImages(BaseDataset):
+    """A dataset whose gray (N, H, W) uint8 images are held in memory
+    (``self.images``, set by ``load_data_list``) and served as (H, W, 3)
+    ``img``; one small info dict per image."""
+
+    def sample_infos(self, labels: np.ndarray) -> List[dict]:
+        """``load_data_list``'s result for images 0..N-1 with ``labels``."""
+        infos = []
+        for i, label in enumerate(labels.tolist()):
+            info = dict(img_index=i)
+            if self.with_label:
+                info['gt_label'] = label
+            infos.append(info)
+        return infos
+
+    def get_data_info(self, idx: int) -> dict:
+        """The info of sample ``idx`` with ``img`` (H, W, 3) uint8 added."""
+        info = super().get_data_info(idx)
+        gray = self.images[info['img_index']]
+        img = np.repeat(gray[:, :, None], 3, axis=2)  # (H, W, 3)
+        info.update(
+            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+        return info
+
+    def get_gt_labels(self) -> np.ndarray:
+        """All labels, (N, ) int64, without decoding any image."""
+        if not self.with_label:
+            raise RuntimeError(f'{type(self).__name__}: built with '
+                               'with_label=False; there are no labels to '
+                               'return.')
+        return np.array([info['gt_label'] for info in self.data_list],
+                        dtype=np.int64)
+
+
 @DATASETS.register_module()
-class FashionMNISTIdx(BaseDataset):
+class FashionMNISTIdx(GrayImages):
     """`Fashion-MNIST <https://github.com/zalandoresearch/fashion-mnist>`_
     read from the four idx files, with no download.
 
@@ -217,30 +251,7 @@ class FashionMNISTIdx(BaseDataset):
             images = images[:self.num_samples]
             labels = labels[:self.num_samples]
         self.images = fit_images(images, self.img_size, self.resize_mode)
-        infos = []
-        for i, label in enumerate(labels.tolist()):
-            info = dict(img_index=i)
-            if self.with_label:
-                info['gt_label'] = label
-            infos.append(info)
-        return infos
-
-    def get_data_info(self, idx: int) -> dict:
-        """The info of sample ``idx`` with ``img`` (H, W, 3) uint8 added."""
-        info = super().get_data_info(idx)
-        gray = self.images[info['img_index']]
-        img = np.repeat(gray[:, :, None], 3, axis=2)  # (H, W, 3)
-        info.update(
-            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
-        return info
-
-    def get_gt_labels(self) -> np.ndarray:
-        """All labels, (N, ) int64, without decoding any image."""
-        if not self.with_label:
-            raise RuntimeError('FashionMNISTIdx: built with with_label=False; '
-                               'there are no labels to return.')
-        return np.array([info['gt_label'] for info in self.data_list],
-                        dtype=np.int64)
+        return self.sample_infos(labels)
 
     def extra_repr(self) -> List[str]:
         """Extra lines of ``repr``."""

