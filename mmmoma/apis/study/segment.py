@@ -7,7 +7,7 @@ import os.path as osp
 import shutil
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from mmmoma.datasets.fmnist_mosaics import make_mosaics
 from mmmoma.datasets.fmnist_scenes import make_scenes
@@ -15,6 +15,19 @@ from ..common import (REPO_ROOT, Progress, config_hash, fmt_time, read_cache,
                       read_json, run_tool, write_cache)
 from ..curves import find_scalars, read_scalars
 from .rows import SEG_CONFIG, SEG_V2_CONFIGS
+
+
+def _make_unless_made(out: str, wanted: dict,
+                      have: Callable[[dict], dict], make: Callable,
+                      data_root: Optional[str]) -> bool:
+    """Make the data in ``out`` unless its ``meta.json`` already says
+    ``wanted`` (read by ``have``); whether it was made."""
+    meta_path = osp.join(out, 'meta.json')
+    if osp.isfile(meta_path) and have(read_json(meta_path)) == wanted:
+        return False
+    kwargs = {'fmnist_root': data_root} if data_root else {}
+    make(out, overwrite=True, command='tools/study.py', **kwargs, **wanted)
+    return True
 
 
 def prepare_scenes(work: str, preset: dict, data_root: Optional[str],
@@ -28,21 +41,14 @@ def prepare_scenes(work: str, preset: dict, data_root: Optional[str],
     out = osp.join(work, 'seg', 'scenes')
     wanted = dict(num_train=seg['num_train'], num_val=seg['num_val'],
                   size=64, seed=0)
-    meta_path = osp.join(out, 'meta.json')
-    if osp.isfile(meta_path):
-        meta = read_json(meta_path)
-        have = dict(
-            num_train=meta['splits']['training']['num_images'],
-            num_val=meta['splits']['validation']['num_images'],
-            size=meta['size'],
-            seed=meta['seed'])
-        if have == wanted:
-            return out
-    kwargs = {'fmnist_root': data_root} if data_root else {}
-    make_scenes(out, overwrite=True, command='tools/study.py', **kwargs,
-                **wanted)
-    progress.log(f'segmentation data: {seg["num_train"]} + {seg["num_val"]}'
-                 f' scenes of 64x64 in {out}')
+    def have(meta: dict) -> dict:
+        return dict(num_train=meta['splits']['training']['num_images'],
+                    num_val=meta['splits']['validation']['num_images'],
+                    size=meta['size'], seed=meta['seed'])
+
+    if _make_unless_made(out, wanted, have, make_scenes, data_root):
+        progress.log(f'segmentation data: {seg["num_train"]} + '
+                     f'{seg["num_val"]} scenes of 64x64 in {out}')
     return out
 
 
@@ -59,20 +65,14 @@ def prepare_mosaics(work: str, preset: dict, data_root: Optional[str],
     out = osp.join(work, 'seg-v2', 'mosaics')
     wanted = dict(num_train=seg['num_train'], num_val=seg['num_val'],
                   seed=0)
-    meta_path = osp.join(out, 'meta.json')
-    if osp.isfile(meta_path):
-        meta = read_json(meta_path)
-        have = dict(
-            num_train=meta['splits']['train']['num_images'],
-            num_val=meta['splits']['val']['num_images'],
-            seed=meta['seed'])
-        if have == wanted:
-            return out
-    kwargs = {'fmnist_root': data_root} if data_root else {}
-    make_mosaics(out, overwrite=True, command='tools/study.py', **kwargs,
-                 **wanted)
-    progress.log(f'segmentation v2 data: {seg["num_train"]} + '
-                 f'{seg["num_val"]} mosaics of 84x84 in {out}')
+    def have(meta: dict) -> dict:
+        return dict(num_train=meta['splits']['train']['num_images'],
+                    num_val=meta['splits']['val']['num_images'],
+                    seed=meta['seed'])
+
+    if _make_unless_made(out, wanted, have, make_mosaics, data_root):
+        progress.log(f'segmentation v2 data: {seg["num_train"]} + '
+                     f'{seg["num_val"]} mosaics of 84x84 in {out}')
     return out
 
 
