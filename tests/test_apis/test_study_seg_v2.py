@@ -31,20 +31,25 @@ def fake_train(monkeypatch) -> list:
     return commands
 
 
-def test_seg_protocol_flag_defaults_to_the_scenes():
-    assert parse_args(['--preset', 'smoke']).seg_protocol == 'scenes'
+def test_seg_protocol_flag_picks_one_protocol():
+    assert parse_args(['--preset', 'cpu-v1']).seg_protocol is None
     args = parse_args(['--preset', 'smoke', '--seg-protocol',
                        'mosaics-linear'])
     assert args.seg_protocol == 'mosaics-linear'
     with pytest.raises(SystemExit):
         parse_args(['--seg-protocol', 'mosaics'])
-    assert all('protocol' not in p['seg'] for p in PRESETS.values())
+    # v1 presets segment the scenes; v2 presets both mosaic protocols
+    for name, preset in PRESETS.items():
+        if preset['protocol'] == 1:
+            assert 'protocol' not in preset['seg'], name
+        else:
+            assert preset['seg']['protocols'] == sorted(SEG_V2_CONFIGS)
 
 
 @pytest.mark.parametrize('protocol', sorted(SEG_V2_CONFIGS))
 def test_v2_protocol_trains_its_config_on_the_mosaics(
         protocol, fake_fmnist, tmp_path, fake_train):
-    preset = dict(PRESETS['smoke'],
+    preset = dict(PRESETS['cpu-v1'],
                   seg=dict(SEG_V2['smoke'], protocol=protocol))
     progress = Progress('test')
     work = str(tmp_path)
@@ -73,7 +78,7 @@ def test_v2_protocol_trains_its_config_on_the_mosaics(
 
 def test_default_protocol_keeps_the_scenes_config_and_folder(
         tmp_path, fake_train):
-    preset = PRESETS['smoke']
+    preset = PRESETS['cpu-v1']
     scenes = tmp_path / 'scenes'
     scenes.mkdir()
     (scenes / 'meta.json').write_text(json.dumps({'splits': {}}))

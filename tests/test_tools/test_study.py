@@ -20,8 +20,11 @@ ROWS = [
     'moco-mae', 'moco-only', 'mae-only', 'mask-0.5', 'mask-0.75',
     'mask-0.95', 'masked-teacher', 'neck-linear', 'neck-mlp', 'loss-mse'
 ]
-# the smoke preset's recipe rows (the cpu and gpu presets run all of them)
-RECIPE = ['norm-channel', 'mae-to-moco-lr-warmup', 'grid4-mask-0.75']
+# the smoke preset's recipe row (cpu-v1 and gpu-v1 run all of them, cpu and
+# gpu the recommended ones), then protocol v2's plateau and equal-FLOP rows
+RECIPE = ['norm-channel']
+V2 = ['moco-mae-long', 'teacher-mae-flops', 'teacher-mocov3-flops',
+      'mask-0.9-flops-0.5', 'mask-0.9-flops-0.75']
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
@@ -58,30 +61,43 @@ def test_every_row_has_numbers(smoke):
     results = _results(work)
     assert results['preset'] == 'smoke'
     rows = {r['id']: r for r in results['rows']}
-    assert list(rows) == ROWS + RECIPE
+    assert list(rows) == ROWS + RECIPE + V2
     for row in rows.values():
         for metric in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
                        'mnist_linear_top1'):
             assert 0 <= row[metric] <= 100 and math.isfinite(row[metric])
         assert len(row['seeds']) == 1  # smoke: one seed everywhere
-    # same budget for every student row
+    # same budget for every student row but the plateau and matched ones
     students = [r for r in rows.values() if r['kind'] == 'moma']
-    assert {(r['epochs'], r['images_seen']) for r in students} == {(1, 256)}
+    assert {(r['epochs'], r['images_seen']) for r in students
+            if r['group'] not in ('plateau', 'flops')} == {(1, 256)}
+    assert rows['moco-mae-long']['epochs'] == 2
     assert rows['teacher-mae']['epochs'] == 2
     assert rows['random']['images_seen'] == 0
-    # segmentation for the two teachers and the best student by k-NN
-    best = max((r for r in students if r['group'] != 'grid'),
-               key=lambda r: r['knn_top1'])
-    assert results['best'] == best['id']
-    with_miou = {i for i, r in rows.items() if r.get('miou') is not None}
-    assert with_miou == {'teacher-mae', 'teacher-mocov3', best['id']}
-    for name in with_miou:
-        assert 0 <= rows[name]['miou'] <= 100
+    # counted FLOPs: the matched rows within one epoch of their target
+    for key in V2[1:]:
+        row = rows[key]
+        per_epoch = row['flops'] / row['epochs'] if not row[
+            'teacher_cache'] else None
+        assert row['flops_ratio'] > 0 and row['epochs'] >= 1
+        if per_epoch:
+            assert abs(row['flops'] - row['flops_target']) <= per_epoch
+    assert rows['moco-mae']['teacher_cache'] is True
+    assert rows['masked-teacher']['teacher_cache'] is False
+    assert rows['teacher-mae']['flops_per_image']['teachers'] == 0
+    # segmentation v2: both protocols for the smoke's rows
+    assert results['best'] is None
+    for protocol in ('finetune', 'linear'):
+        with_miou = {i for i, r in rows.items()
+                     if r.get('miou_' + protocol) is not None}
+        assert with_miou == {'random', 'teacher-mocov3', 'moco-mae'}
+        for name in with_miou:
+            assert 0 <= rows[name]['miou_' + protocol] <= 100
     # the table lists every row, and it is what was printed
     md = (work / 'results.md').read_text()
     main = md[:md.index('## Claims')]
     table = [line for line in main.splitlines() if line.startswith('| `')]
-    assert [line.split('`')[1] for line in table] == ROWS + RECIPE
+    assert [line.split('`')[1] for line in table] == ROWS + RECIPE + V2
     assert md[md.index('| row |'):md.index('## Claims')].strip() in out
     assert md.splitlines()[4].startswith(
         '| row | teachers | init | mask ratio | seeds | epochs | images seen'
@@ -90,15 +106,15 @@ def test_every_row_has_numbers(smoke):
     assert results['protocol']['mnist']['mnist_train'] == 500
     # the claims, each with its verdict
     claims = results['claims']
-    assert [c['number'] for c in claims] == ['1', '2', '3', '4']
+    assert [c['number'] for c in claims] == [
+        '1', '2', '3', '4', '2 (FLOPs)', '3 (FLOPs)', '5', 'plateau']
     for claim in claims:
         assert claim['verdict'] in ('held', 'mixed', 'did not hold')
         assert f'**{claim["verdict"]}**' in md
     assert '| ETA ' in out
     # each recipe row against its baseline, with a verdict
     recipe = md[md.index('## Recipe options'):]
-    for key, base in (('norm-channel', 'moco-mae'),
-                      ('mae-to-moco-lr-warmup', 'mae-to-moco')):
+    for key, base in (('norm-channel', 'moco-mae'), ):
         line = next(x for x in recipe.splitlines()
                     if x.startswith(f'| `{key}`'))
         assert f'| `{base}` |' in line and '**' in line
@@ -138,12 +154,9 @@ def test_run_configs_say_what_the_rows_say(smoke):
     assert model('neck-linear-s0').neck.mode == 'linear'
     assert model('loss-mse-s0').head.loss_type == 'mse'
     assert model('norm-channel-s0').head.target_norm == 'channel'
-    warm = Config.fromfile(
-        str(work / 'runs/mae-to-moco-lr-warmup-s0/config.py'))
-    assert warm.model.neck_warmup_iters == 40
-    assert warm.optim_wrapper.optimizer.lr == 1.5e-4
-    grid = model('grid4-mask-0.75-s0')
-    assert (grid.backbone.patch_size, grid.mask_ratio) == (7, 0.75)
+    # protocol v2: cached teachers, but for the masked teacher
+    assert model('moco-mae-s0').teacher_cache.size == 256
+    assert model('masked-teacher-s0').teacher_cache is None
     init = model('moco-to-mae-s0')
     assert set(init.teachers) == {'mocov3'}
     assert init.backbone.init_cfg.checkpoint.endswith(
@@ -166,7 +179,7 @@ def test_run_configs_say_what_the_rows_say(smoke):
 def test_plots_and_published_files(smoke):
     work, publish, _ = smoke
     for name in ('knn_vs_epochs.png', 'acc_vs_mask_ratio.png', 'recipe.png',
-                 'mask_ratio_vs_grid.png'):
+                 'knn_vs_flops.png'):
         for folder in (work, publish):
             data = (folder / name).read_bytes()
             assert data[:8] == PNG and len(data) > 5000, (folder, name)
@@ -184,11 +197,13 @@ def test_rerun_reuses_every_run(smoke):
         path.unlink()
     out = _study(work, publish)
     trained = [k for k in before['runs'] if not k.startswith('random')]
-    assert out.count(': reusing ') == len(trained) == 14 + len(RECIPE)
+    assert out.count(': reusing ') == len(trained) == 14 + len(RECIPE + V2)
     assert ': training ' not in out
     assert out.count(': mnist k-NN ') == len(before['runs'])
     assert not re.search(r'-s\d+: k-NN \d', out)  # Fashion-MNIST: reused
-    assert 'segmentation teacher' not in out  # reused, not retrained
+    # reused, not retrained
+    assert not re.search(r'segmentation [\w-]+-s\d+: ', out)
+    assert 'FLOPs of ' not in out  # counts reused
     after = _results(work)
     for key, run in before['runs'].items():
         assert after['runs'][key]['knn_top1'] == run['knn_top1'], key
@@ -252,15 +267,21 @@ def test_spread_is_pooled_over_main_rows():
 def test_rows_keep_one_budget_and_architecture():
     for name, preset in study.PRESETS.items():
         rows = study.study_rows(preset)
-        extra = ('recipe', 'grid', 'long')
+        extra = ('recipe', 'grid', 'long', 'plateau', 'flops')
         assert [r['id'] for r in rows if r['group'] not in extra] == ROWS
         recipe = [r['id'] for r in rows if r['group'] in extra]
-        assert recipe == RECIPE if name == 'smoke' else len(recipe) >= 24
+        if name == 'smoke':
+            assert recipe == RECIPE + V2
+        elif preset['protocol'] == 1:
+            assert len(recipe) >= 24
+        else:
+            assert recipe == study.rows.V2_RECIPE_ROWS + V2
         students = [r for r in rows if r['kind'] == 'moma']
-        # one budget, and 3x that for the longer-budget rows
+        # one budget, 3x that for the longer-budget rows, 2x the plateau's
         for row in students:
-            assert row['epochs'] == preset['student_epochs'] * (
-                3 if row['group'] == 'long' else 1)
+            if row['group'] != 'flops':  # matched by the study
+                assert row['epochs'] == preset['student_epochs'] * {
+                    'long': 3, 'plateau': 2}.get(row['group'], 1)
         assert len(preset['seeds']) >= (1 if name == 'smoke' else 3)
         for row in students:
             assert len(row['seeds']) == len(
@@ -272,4 +293,6 @@ def test_bad_arguments():
     with pytest.raises(SystemExit):
         study.parse_args(['--seeds', '0'])
     assert study.parse_args(['--smoke']).work_dir == 'work_dirs/study-smoke'
-    assert study.parse_args(['--publish']).publish == 'docs/study'
+    assert study.parse_args(['--publish']).publish == 'docs/study-v2'
+    assert study.parse_args(['--preset', 'cpu-v1', '--publish'
+                             ]).publish == 'docs/study'

@@ -17,8 +17,11 @@ from .plots import plot
 from .report import render
 from .rows import (KNN, PRESETS, SEG_V2, SEG_V2_CONFIGS, run_key,
                    select_rows, study_rows)
-from .runs import device_name, train_run
-from .segment import prepare_seg_data, segment
+from .runs import device_name, run_extra, train_run, write_run_config
+from .segment import prepare_mosaics, prepare_seg_data, segment
+from .v2 import (SEG_PROTOCOLS, aggregate_seg, attach_flops,
+                 check_claims_v2, count_row_flops, match_epochs, seg_settings,
+                 seg_spread, seg_tasks)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -30,8 +33,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         epilog='Protocol: docs/study_protocol.md.')
     add_run_args(
         parser, PRESETS,
-        'smoke: < 5 min on 2 cores, for CI; cpu: 2 cores in the '
-        'background (default); gpu: one GPU, about 10 minutes')
+        'protocol v2: smoke: < 5 min on 2 cores, for CI; cpu: 2 cores in '
+        'the background (default, hours: several invocations); gpu: one '
+        'GPU. Protocol v1 (docs/study/): cpu-v1, gpu-v1')
     parser.add_argument(
         '--work-dir',
         default=None,
@@ -39,11 +43,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--publish',
         nargs='?',
-        const='docs/study',
+        const='',
         default=None,
         metavar='DIR',
         help='also copy results.md, results.json, the plots and the log to '
-        'DIR (default DIR: docs/study)')
+        'DIR (default DIR: docs/study-v2; protocol v1\'s presets: '
+        'docs/study)')
     parser.add_argument(
         '--seeds',
         type=int,
@@ -76,14 +81,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--seg-protocol',
         choices=['scenes', *SEG_V2_CONFIGS],
-        default='scenes',
+        default=None,
         help='segmentation transfer: UperNet on the composed scenes '
-        '(default, the protocol of docs/study_protocol.md), or v2 on the '
-        'Fashion-MNIST mosaics, UperNet fine-tuned end to end or a linear '
-        'probe of the frozen model')
+        '(protocol v1\'s default), or on the Fashion-MNIST mosaics, '
+        'UperNet fine-tuned end to end or a linear probe of the frozen '
+        'model (protocol v2 runs both; this runs one)')
     args = resolve_preset(parser.parse_args(argv))
+    if args.publish == '':
+        args.publish = ('docs/study' if PRESETS[args.preset]['protocol'] == 1
+                        else 'docs/study-v2')
     if args.work_dir is None:
-        args.work_dir = f'work_dirs/study-{args.preset}'
+        args.work_dir = PRESETS[args.preset].get(
+            'work_dir', f'work_dirs/study-{args.preset}')
     for name in ('seeds', 'jobs'):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -91,18 +100,32 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _plan(progress: Progress, rows: List[dict], est: Dict[str, float]) -> None:
+def _plan(progress: Progress, rows: List[dict], preset: dict) -> None:
     """Every item of the study, at its estimated seconds."""
+    est = preset['estimate']
     for row in rows:
         for seed in row['seeds']:
             key = run_key(row, seed)
-            if row['kind']:
-                progress.plan(key, est[row['kind']] if row['group'] ==
-                              'teacher' else est['student'])
+            if row['kind'] == 'moma':
+                progress.plan(key, est['student'] * row['epochs'] /
+                              preset['student_epochs'])
+            elif row['kind']:  # a teacher recipe, at its epochs
+                progress.plan(key, est[row['kind']] * row['epochs'] /
+                              preset['teacher_epochs'][row['kind']])
             progress.plan(f'eval {key}', est['eval'])
             progress.plan(f'eval mnist {key}', est['mnist'])
-    for name in ('teacher-mae', 'teacher-mocov3', 'best'):
-        progress.plan(f'seg {name}', est['seg'])
+    if preset.get('protocol', 1) < 2:
+        for name in ('teacher-mae', 'teacher-mocov3', 'best'):
+            progress.plan(f'seg {name}', est['seg'])
+        return
+    for row in rows:
+        if row['kind']:
+            progress.plan(f'flops {row["id"]}', est['flops'])
+    seg = preset['seg']
+    for protocol in seg['protocols']:
+        for name in seg['rows']:
+            for seed in seg['seeds']:
+                progress.plan(f'seg {protocol} {name}-s{seed}', est['seg'])
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -114,10 +137,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """
     args = parse_args(argv)
     preset = dict(PRESETS[args.preset])
+    v2 = preset.get('protocol', 1) >= 2
     if args.seeds is not None:
         preset['seeds'] = list(range(args.seeds))
-    if args.seg_protocol != 'scenes':
-        preset['seg'] = dict(SEG_V2[args.preset], protocol=args.seg_protocol)
+    if args.seg_protocol and v2:
+        preset['seg'] = dict(preset['seg'], protocols=[args.seg_protocol])
+    elif args.seg_protocol not in (None, 'scenes'):
+        preset['seg'] = dict(SEG_V2[args.preset.replace('-v1', '')],
+                             protocol=args.seg_protocol)
     jobs = args.jobs or preset['jobs']
     command = command_line('study', argv)
     try:  # before hours of training, not after them
@@ -140,13 +167,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
         rows = select_rows(study_rows(preset), args.rows)
     except ValueError as err:
         raise SystemExit(f'study: {err}') from None
-    _plan(progress, rows, preset['estimate'])
+    _plan(progress, rows, preset)
     runs_total = sum(len(r['seeds']) for r in rows if r['kind'])
-    progress.log(f'preset {args.preset}: {len(rows)} rows, {runs_total} '
-                 f'training runs, {jobs} at once, on {device}; outputs in '
-                 f'{work}')
+    progress.log(f'preset {args.preset} (protocol {preset["protocol"]}): '
+                 f'{len(rows)} rows, {runs_total} training runs, {jobs} at '
+                 f'once, on {device}; outputs in {work}')
 
     runs: Dict[str, dict] = {}
+    run_name = preset.get('run_name', args.preset)
 
     def train_all(selected: List[dict]) -> None:
         # every row's first seed before any row's second: a partial run
@@ -157,7 +185,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {
                 run_key(row, seed): pool.submit(
-                    train_run, row, seed, work, args.preset, preset,
+                    train_run, row, seed, work, run_name, preset,
                     progress, device, args.data_root, args.force)
                 for row, seed in tasks
             }
@@ -165,7 +193,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 runs[key] = future.result()
 
     train_all([r for r in rows if r['group'] == 'teacher'])
-    train_all([r for r in rows if r['kind'] == 'moma'])
+    if v2:
+        # counted once the teachers exist (a student's config names them)
+        count_row_flops(
+            rows, work, preset,
+            lambda row: write_run_config(work, row, row['seeds'][0],
+                                         run_extra(row, preset), preset)[0],
+            args.force, progress)
+        match_epochs(rows, preset)
+    train_all([r for r in rows if r['kind'] and r['group'] != 'teacher'])
 
     progress.log('evaluation: k-NN and linear probe of every run, on '
                  'Fashion-MNIST and on MNIST-5k')
@@ -182,40 +218,27 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                  args.force, progress,
                                  row.get('patch_size') or 4, dataset))
     aggregate(rows, runs, preset)
+    if v2:
+        attach_flops(rows, preset)
 
-    by_id = {r['id']: r for r in rows}
-    # the segmentation config's architecture: 4 px patches
-    students = [r for r in rows
-                if r['kind'] == 'moma' and not r.get('patch_size')]
-    best = max(students, key=lambda r: r['knn_top1']) if students else None
-    if not args.no_seg and best is not None:
-        scenes = prepare_seg_data(work, preset, args.data_root, progress)
-        seg_rows = [by_id['teacher-mae'], by_id['teacher-mocov3'], best]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [
-                pool.submit(segment, row['id'],
-                            runs[run_key(row,
-                                         row['seeds'][0])]['checkpoint'],
-                            scenes, work, preset, args.force, progress)
-                for row in seg_rows
-            ]
-            for row, future in zip(seg_rows, futures):
-                row['miou'] = future.result()['miou']
-    for name in ('teacher-mae', 'teacher-mocov3', 'best'):
-        progress.finish(f'seg {name}')
-
+    best = _segment(args, rows, runs, work, preset, jobs, progress)
     spread = {m: pooled_std(rows, m)
               for m in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
                         'mnist_linear_top1')}
+    if v2:
+        spread.update({'miou_' + p: seg_spread(rows, 'miou_' + p)
+                       for p in SEG_PROTOCOLS.values()})
     # the claims compare fixed rows; a --rows selection may leave them out
     claims = check_claims(rows) if not args.rows else []
+    if v2 and not args.rows:
+        claims += check_claims_v2(rows, spread)
     info = dict(
         command=command,
         preset=args.preset,
         settings={k: v for k, v in preset.items() if k != 'estimate'},
         jobs=jobs,
         device=device,
-        best=best['id'] if best else None,
+        best=best,
         spread=spread,
         total_seconds=time.time() - progress.start)
     table = render(rows, claims, info)
@@ -225,7 +248,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         osp.join(work, 'results.json'),
         dict(info, protocol=dict(knn=KNN, probe=evaluator.probe,
                                  feature='cls_token',
-                                 mnist=evaluator.protocols['mnist']),
+                                 mnist=evaluator.protocols['mnist'],
+                                 version=preset['protocol']),
              rows=rows, runs=runs, claims=claims))
     outputs = ['results.md', 'results.json'] + [
         osp.basename(p) for p in plot(rows, work, info)
@@ -242,3 +266,49 @@ def main(argv: Optional[List[str]] = None) -> dict:
             shutil.copy(osp.join(work, name), osp.join(args.publish, name))
         print(f'published to {osp.abspath(args.publish)}/')
     return dict(info, rows=rows, claims=claims)
+
+
+def _segment(args: argparse.Namespace, rows: List[dict],
+             runs: Dict[str, dict], work: str, preset: dict, jobs: int,
+             progress: Progress) -> Optional[str]:
+    """The segmentation transfer, in place on the rows: v1's (the two
+    teachers and the best student by k-NN, seed 0: ``row['miou']``) or
+    v2's (:func:`~.v2.seg_tasks`: ``row['miou_finetune']``, ...). Returns
+    v1's best student."""
+    students = [r for r in rows  # the segmentation configs: 4 px patches
+                if r['kind'] == 'moma' and not r.get('patch_size')]
+    if preset.get('protocol', 1) >= 2:
+        if args.no_seg:
+            return None
+        tasks = seg_tasks(rows, runs, preset)
+        if not tasks:
+            return None
+        mosaics = prepare_mosaics(work, preset, args.data_root, progress)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [
+                pool.submit(segment, t['name'], t['checkpoint'], mosaics,
+                            work, dict(preset, seg=seg_settings(
+                                preset, t['protocol'])),
+                            args.force, progress, t['seed'])
+                for t in tasks
+            ]
+            aggregate_seg(rows, tasks, [f.result() for f in futures])
+        return None
+    best = max(students, key=lambda r: r['knn_top1']) if students else None
+    by_id = {r['id']: r for r in rows}
+    if not args.no_seg and best is not None:
+        scenes = prepare_seg_data(work, preset, args.data_root, progress)
+        seg_rows = [by_id['teacher-mae'], by_id['teacher-mocov3'], best]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [
+                pool.submit(segment, row['id'],
+                            runs[run_key(row,
+                                         row['seeds'][0])]['checkpoint'],
+                            scenes, work, preset, args.force, progress)
+                for row in seg_rows
+            ]
+            for row, future in zip(seg_rows, futures):
+                row['miou'] = future.result()['miou']
+    for name in ('teacher-mae', 'teacher-mocov3', 'best'):
+        progress.finish(f'seg {name}')
+    return best['id'] if best else None

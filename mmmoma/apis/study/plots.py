@@ -7,8 +7,9 @@ from .rows import recipe_pairs
 
 
 def plot(rows: List[dict], work: str, info: dict) -> List[str]:
-    """knn_vs_epochs.png, acc_vs_mask_ratio.png, recipe.png and
-    mask_ratio_vs_grid.png (each when its rows are there)."""
+    """knn_vs_epochs.png, acc_vs_mask_ratio.png, recipe.png,
+    mask_ratio_vs_grid.png and knn_vs_flops.png (each when its rows are
+    there)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -42,7 +43,38 @@ def plot(rows: List[dict], work: str, info: dict) -> List[str]:
         paths.append(_recipe(plt, rows, work))
     if any(r['group'] == 'grid' for r in rows):
         paths.append(_grid(plt, rows, by_id, work))
+    if any(r.get('flops_curve') and r['knn_curve'] for r in rows):
+        paths.append(_flops(plt, rows, preset, work))
     return paths
+
+
+def _flops(plt, rows: List[dict], preset: dict, work: str) -> str:
+    """k-NN (the monitor) against cumulative training FLOPs: the teachers,
+    the main rows and the equal-compute rows (protocol v2)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        if (row['group'] not in ('teacher', 'main', 'flops', 'plateau')
+                or not row.get('flops_curve') or not row['knn_curve']):
+            continue
+        curve = row['flops_curve']
+        points = [(curve[e], v) for e, v in row['knn_curve']
+                  if e < len(curve)]
+        xs, ys = zip(*points)
+        style = {'teacher': '-o', 'main': '--s'}.get(row['group'], ':^')
+        ax.plot(xs, ys, style, label=row['label'], markersize=4)
+    ax.set_xscale('symlog', linthresh=1e12)
+    ax.set_xlabel('cumulative training FLOPs (counted; teachers\' forward '
+                  'included)')
+    ax.set_ylabel('k-NN top-1 (%), monitor')
+    ax.set_title(f'k-NN against training compute ({preset["hook_train"]:,} '
+                 f'bank / {preset["hook_test"]:,} test images)', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = osp.join(work, 'knn_vs_flops.png')
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _grid(plt, rows: List[dict], by_id: dict, work: str) -> str:

@@ -54,6 +54,8 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         if row['train_seconds_std'] is not None:
             wall += f' ± {fmt_time(row["train_seconds_std"])}'
         miou = f'{row["miou"]:.2f}' if row.get('miou') is not None else '-'
+        if row.get('miou_finetune') is not None:  # protocol v2
+            miou = _pm(row['miou_finetune'], row.get('miou_finetune_std'))
         lines.append(
             f'| `{row["id"]}` {label} | {teachers} | {init} | {ratio} | '
             f'{len(row["seeds"])} | {row["epochs"]} | '
@@ -90,12 +92,7 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         f'training set = the first {preset["mnist_train"]:,} of its 4,000 '
         f'train images, test = the first {preset["mnist_test"]:,} of its '
         '1,000 test images.',
-        f'- mIoU: {SEG_MODELS[preset["seg"].get("protocol", "scenes")]}, '
-        f'{preset["seg"]["iters"]} iterations of batch '
-        f'{preset["seg"]["batch_size"]} on {preset["seg"]["num_train"]} '
-        f'{SEG_DATA[preset["seg"].get("protocol", "scenes")]}, tested on '
-        f'{preset["seg"]["num_val"]}, for the teachers and the best student '
-        f'by k-NN ({info["best"]}, seed 0).',
+        _seg_note(preset, info),
         f'- Wall time: training, k-NN monitoring included, '
         f'{info["jobs"]} run(s) at once; the whole study took '
         f'{fmt_time(info["total_seconds"])} in this invocation (reused '
@@ -114,6 +111,8 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         '|---|---|---:|---:|---|',
     ]
     for claim in claims:
+        if claim['number'] not in ('1', '2', '3', '4'):
+            continue  # protocol v2's: their own section
         cells = []
         for check in claim['checks']:
             margin = check['spread'] or 0.0
@@ -137,6 +136,8 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         lines.append(f'| {claim["number"]}. {claim["claim"]} | '
                      f'{claim["comparison"]}{extra} | {cells[0]} | '
                      f'{cells[1]} | **{claim["verdict"]}** |')
+    if preset.get('protocol', 1) >= 2:
+        lines += v2_sections(rows, claims, info)
     lines += recipe_table(rows, info)
     if info['preset'] == 'smoke':
         lines += [
@@ -192,6 +193,108 @@ def recipe_table(rows: List[dict], info: dict) -> List[str]:
         lines.append(f'| `{row["id"]}` {row["label"]} | `{base["id"]}` | '
                      f'{len(row["seeds"])} | {cells[0]} | {cells[1]} | '
                      f'**{verdict}** | {transfer[0]} | {transfer[1]} |')
+    return lines
+
+
+def _seg_note(preset: dict, info: dict) -> str:
+    """The table's note on its mIoU column."""
+    seg = preset['seg']
+    if preset.get('protocol', 1) >= 2:
+        return (f'- mIoU: {SEG_MODELS["mosaics-finetune"]} (mean ± std over '
+                f'seeds {seg["seeds"]}), {seg["iters"]} iterations of batch '
+                f'{seg["batch_size"]} on {seg["num_train"]} '
+                f'{SEG_DATA["mosaics-finetune"]}, tested on '
+                f'{seg["num_val"]}; the linear probe below.')
+    protocol = seg.get('protocol', 'scenes')
+    return (f'- mIoU: {SEG_MODELS[protocol]}, {seg["iters"]} iterations of '
+            f'batch {seg["batch_size"]} on {seg["num_train"]} '
+            f'{SEG_DATA[protocol]}, tested on {seg["num_val"]}, for the '
+            f'teachers and the best student by k-NN ({info["best"]}, seed '
+            '0).')
+
+
+def _flops(value: Optional[float]) -> str:
+    """FLOPs in engineering units (PFLOP, TFLOP, GFLOP)."""
+    if value is None:
+        return '-'
+    for unit, scale in (('PFLOP', 1e15), ('TFLOP', 1e12)):
+        if value >= scale:
+            return f'{value / scale:.2f} {unit}'
+    return f'{value / 1e9:.2f} GFLOP'
+
+
+def _rule(check: dict) -> str:
+    margin = check['spread'] or 0.0
+    return {'gt': f'> {margin:.2f}', 'ge': f'>= -{margin:.2f}',
+            'le': f'<= {margin:.2f}'}[check['rule']]
+
+
+def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
+    """Protocol v2's sections: training compute, segmentation, and the
+    claims at equal FLOPs, on segmentation and the plateau check."""
+    lines = [
+        '', '## Training compute', '',
+        'Counted, not estimated: one training step of each row\'s own config '
+        'through PyTorch\'s FLOP counter (forward + backward, the frozen '
+        'teachers\' forward included), per image, times the images trained; '
+        'with `teacher_cache` the teachers count in the first epoch only. '
+        'Not counted: evaluations, the k-NN monitor, the data pipeline and '
+        'a student\'s teachers\' own pretraining (their rows give it).', '',
+        '| row | epochs | per image and step | teachers\' forward in it | '
+        'teacher cache | training FLOPs | matched to |',
+        '|---|---:|---:|---:|---|---:|---|',
+    ]
+    for row in rows:
+        if 'flops' not in row:
+            continue
+        per = row['flops_per_image']
+        match = '-'
+        if row.get('flops_ratio') is not None:
+            match = (f'`{row["match"]}` ({_flops(row["flops_target"])}; '
+                     f'ratio {row["flops_ratio"]:.2f})')
+        lines.append(
+            f'| `{row["id"]}` | {row["epochs"]} | {_flops(per["step"])} | '
+            f'{_flops(per["teachers"])} | '
+            f'{"yes" if row["teacher_cache"] else "no"} | '
+            f'{_flops(row["flops"])} | {match} |')
+    seg_rows = [r for r in rows if r.get('miou_finetune') is not None
+                or r.get('miou_linear') is not None]
+    if seg_rows:
+        spread = info['spread']
+        lines += [
+            '', '## Segmentation (mosaics)', '',
+            'Fine-tuned: ' + SEG_MODELS['mosaics-finetune'] + '; linear: ' +
+            SEG_MODELS['mosaics-linear'] + '. Mean ± std over the seeds of '
+            'the segmentation training (a student\'s seed-k checkpoint '
+            'with seed k; a teacher\'s one checkpoint with each seed). '
+            'Spread (pooled std): fine-tuned ' +
+            _opt(spread.get('miou_finetune')) + ', linear ' +
+            _opt(spread.get('miou_linear')) + '.', '',
+            '| row | fine-tuned mIoU (%) | linear-probe mIoU (%) |',
+            '|---|---:|---:|',
+        ]
+        for row in seg_rows:
+            lines.append(
+                f'| `{row["id"]}` {row["label"]} | '
+                f'{_pm(row.get("miou_finetune"), row.get("miou_finetune_std"))}'
+                f' | {_pm(row.get("miou_linear"), row.get("miou_linear_std"))}'
+                ' |')
+    v2 = [c for c in claims if c['number'] not in ('1', '2', '3', '4')]
+    if v2:
+        lines += [
+            '', '## Claims at equal compute, on segmentation, and the '
+            'plateau (protocol v2)', '',
+            '| claim | comparison | check: difference (rule) | verdict |',
+            '|---|---|---|---|',
+        ]
+        for claim in v2:
+            cells = '; '.join(
+                f'{c["metric"]}: {c["a_value"]:.2f} - {c["b_value"]:.2f} '
+                f'(`{c["b"]}`) = {c["diff"]:+.2f} ({_rule(c)}: '
+                f'{"yes" if c["held"] else "no"})' for c in claim['checks'])
+            lines.append(f'| {claim["number"]}. {claim["claim"]} | '
+                         f'{claim["comparison"]} | {cells} | '
+                         f'**{claim["verdict"]}** |')
     return lines
 
 

@@ -39,6 +39,19 @@ SEG_V2 = {
     'gpu': dict(num_train=500, num_val=200, iters=300, batch_size=16,
                 workers=2),
 }
+# Protocol v2: the rows segmented (each with the preset's seg seeds, both
+# protocols), and the recipe rows it runs (the recipe study's
+# recommendations, docs/recipe.md).
+V2_RECIPE_ROWS = ['mean-position']
+SEG_V2_ROWS = ['random', 'teacher-mae', 'teacher-mocov3', 'moco-mae'
+               ] + V2_RECIPE_ROWS
+SEG_V2_PROTOCOLS = ['mosaics-finetune', 'mosaics-linear']
+# The v2 student: the demo's student step (unaugmented images, teachers'
+# targets cached) at the teachers' size; v1's augments and runs the
+# teachers every step.
+STUDENT_CONFIG_V2 = osp.join(
+    REPO_ROOT, 'configs', 'study',
+    'moma_vit-tiny-p4_moco-mae_1xb128-coslr-cached_fmnist.py')
 # The evaluated network of every row: the study's ViT, its class token after
 # the final LayerNorm (MAE's encoder output, MoCo v3's projector input).
 EVAL_ARCH = dict(
@@ -47,16 +60,21 @@ KNN = dict(k=20, temperature=0.07)
 PROBE = dict(weight_decay=1e-4)  # and max_iter: the preset's probe_iters
 TEACHER_NAMES = {'mae': 'MAE', 'mocov3': 'MoCo v3'}
 
-# Per preset: images per epoch (None: all 60k), epochs, batch, seeds of the
-# main rows and of the ablations, evaluation sizes (bank = first N train
-# images, queries = first M test images; of Fashion-MNIST, then of MNIST-5k's
-# fixed 4,000 / 1,000 split), the k-NN monitor during training,
-# segmentation sizes, parallel runs, and seconds per item for the ETA
-# (smoke: measured on 2 cores; cpu: scaled from the demo's 2-core timings;
-# gpu: a guess, no GPU was at hand; see the protocol).
+# Per preset: the protocol (1: docs/study/, 2: its v2), images per epoch
+# (None: all 60k), epochs, batch, seeds of the main rows and of the
+# ablations, evaluation sizes (bank = first N train images, queries = first
+# M test images; of Fashion-MNIST, then of MNIST-5k's fixed 4,000 / 1,000
+# split), the k-NN monitor during training, segmentation sizes, parallel
+# runs, and seconds per item for the ETA (smoke: measured on 2 cores; cpu:
+# scaled from the demo's 2-core timings; gpu: a guess, no GPU was at hand;
+# see the protocol). ``run_name`` (default: the preset's) is the name kept
+# in each run's settings, ``work_dir`` the default ``--work-dir``: the v1
+# presets keep the names and folders their runs were made under, so that
+# they are reused.
 PRESETS = {
     'smoke':
     dict(
+        protocol=2,
         train_samples=256,
         teacher_epochs=dict(mae=2, mocov3=2),
         student_epochs=1,
@@ -73,16 +91,78 @@ PRESETS = {
         hook_train=256,
         hook_test=128,
         monitor_every=1,
-        seg=dict(num_train=16, num_val=8, iters=4, batch_size=4, workers=0),
+        teacher_monitor_every=1,
+        seg=dict(SEG_V2['smoke'], seeds=[0], protocols=SEG_V2_PROTOCOLS,
+                 rows=['random', 'teacher-mocov3', 'moco-mae']),
         jobs=2,
-        # two recipe rows and one grid row exercise the row options end to
-        # end
-        recipe_rows=['norm-channel', 'mae-to-moco-lr-warmup'],
-        grid_rows=['grid4-mask-0.75'],
+        # one recipe row exercises the row options end to end
+        recipe_rows=['norm-channel'],
+        grid_rows=[],
         estimate=dict(mae=20, mocov3=25, student=20, eval=3, mnist=2,
-                      seg=20)),
+                      seg=15, flops=5)),
     'cpu':
     dict(
+        protocol=2,
+        work_dir='work_dirs/study-v2-cpu',
+        train_samples=10000,
+        teacher_epochs=dict(mae=40, mocov3=40),
+        student_epochs=10,
+        batch_size=128,
+        num_workers=0,
+        amp=False,
+        seeds=[0, 1, 2],
+        ablation_seeds=[0],
+        eval_train=10000,
+        eval_test=10000,
+        mnist_train=4000,
+        mnist_test=1000,
+        probe_iters=200,
+        hook_train=2000,
+        hook_test=1000,
+        monitor_every=1,
+        teacher_monitor_every=4,
+        seg=dict(SEG_V2['cpu'], seeds=[0, 1, 2], protocols=SEG_V2_PROTOCOLS,
+                 rows=SEG_V2_ROWS),
+        jobs=1,
+        recipe_rows=V2_RECIPE_ROWS,
+        grid_rows=[],
+        estimate=dict(mae=1150, mocov3=4450, student=300, eval=50, mnist=20,
+                      seg=330, flops=10)),
+    'gpu':
+    dict(
+        protocol=2,
+        work_dir='work_dirs/study-v2-gpu',
+        train_samples=None,
+        teacher_epochs=dict(mae=40, mocov3=40),
+        student_epochs=10,
+        batch_size=512,
+        num_workers=3,
+        amp=True,
+        seeds=[0, 1, 2],
+        ablation_seeds=[0],
+        eval_train=60000,
+        eval_test=10000,
+        mnist_train=4000,
+        mnist_test=1000,
+        probe_iters=200,
+        hook_train=10000,
+        hook_test=10000,
+        monitor_every=2,
+        teacher_monitor_every=4,
+        seg=dict(SEG_V2['gpu'], seeds=[0, 1, 2], protocols=SEG_V2_PROTOCOLS,
+                 rows=SEG_V2_ROWS),
+        jobs=4,
+        recipe_rows=V2_RECIPE_ROWS,
+        grid_rows=[],
+        estimate=dict(mae=250, mocov3=400, student=100, eval=5, mnist=1,
+                      seg=90, flops=10)),
+    # protocol v1 (docs/study/, docs/recipe/): as run, under the names and
+    # in the folders its runs were made
+    'cpu-v1':
+    dict(
+        protocol=1,
+        run_name='cpu',
+        work_dir='work_dirs/study-cpu',
         train_samples=10000,
         teacher_epochs=dict(mae=8, mocov3=8),
         student_epochs=2,
@@ -104,8 +184,11 @@ PRESETS = {
         jobs=1,
         estimate=dict(mae=230, mocov3=890, student=100, eval=50, mnist=20,
                       seg=330)),
-    'gpu':
+    'gpu-v1':
     dict(
+        protocol=1,
+        run_name='gpu',
+        work_dir='work_dirs/study-gpu',
         train_samples=None,
         teacher_epochs=dict(mae=16, mocov3=16),
         student_epochs=4,
@@ -175,11 +258,13 @@ def study_rows(preset: dict) -> List[dict]:
     ]
     rows += recipe_rows(student, preset)
     rows += grid_rows(student, preset)
+    if preset.get('protocol', 1) >= 2:
+        rows += v2_rows(student, preset)
     for row in rows:
         if row['kind'] == 'moma':
             row.setdefault('epochs', preset['student_epochs'])
         elif row['kind']:
-            row['epochs'] = preset['teacher_epochs'][row['kind']]
+            row.setdefault('epochs', preset['teacher_epochs'][row['kind']])
         else:
             row['epochs'] = 0
     return rows
@@ -263,6 +348,32 @@ def recipe_rows(student: dict, preset: dict) -> List[dict]:
         ]
     wanted = preset.get('recipe_rows')
     return [r for r in rows if wanted is None or r['id'] in wanted]
+
+
+def v2_rows(student: dict, preset: dict) -> List[dict]:
+    """Protocol v2's rows (docs/study_protocol.md): the plateau check, and
+    the equal-compute rows, whose epochs the study matches to the counted
+    training FLOPs of the row they name in ``match`` (the preset's epochs
+    until then). One seed (the ablations')."""
+    one = dict(student, seeds=list(preset['ablation_seeds']))
+    rows = [
+        dict(one, id='moco-mae-long', group='plateau',
+             epochs=2 * preset['student_epochs'],
+             label='MOMA at twice the epochs (plateau check)'),
+    ]
+    for kind in ('mae', 'mocov3'):
+        rows.append(dict(
+            id=f'teacher-{kind}-flops', group='flops', kind=kind,
+            teachers=[], init=None, seeds=[0], match='moco-mae',
+            label=f"{TEACHER_NAMES[kind]} teacher at the MOMA student's "
+            'training FLOPs'))
+    for ratio in (0.5, 0.75):
+        rows.append(dict(
+            one, id=f'mask-0.9-flops-{ratio:g}', group='flops',
+            match=f'mask-{ratio:g}',
+            label=f'MOMA (mask 0.9) at the training FLOPs of mask '
+            f'{ratio:g}'))
+    return rows
 
 
 def grid_rows(student: dict, preset: dict) -> List[dict]:

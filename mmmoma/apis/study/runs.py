@@ -9,7 +9,7 @@ from typing import Dict, Optional, Tuple
 from mmmoma.fileio import atomic_write
 from ..steps import Step, train_step
 from ..common import Progress, load_config, read_json
-from .rows import STUDENT_CONFIG, TEACHER_CONFIGS, run_key
+from .rows import STUDENT_CONFIG, STUDENT_CONFIG_V2, TEACHER_CONFIGS, run_key
 
 
 def device_name() -> str:
@@ -26,13 +26,20 @@ def checkpoint_of(work: str, key: str, kind: str) -> str:
 
 
 def write_run_config(work: str, row: dict, seed: int,
-                     extra_options: dict) -> Tuple[str, Dict[str, str]]:
+                     extra_options: dict,
+                     preset: Optional[dict] = None
+                     ) -> Tuple[str, Dict[str, str]]:
     """Write ``runs/<run>/config.py``; return it and the teacher checkpoints.
 
     The file holds everything that makes the run differ from its base
     config, the extra ``--cfg-options`` included (as ``study_run``), so
-    that the demo's config hash changes whenever any of it does.
+    that the demo's config hash changes whenever any of it does. A student
+    of protocol 2 (``preset['protocol']``) starts from the cached student
+    config (:data:`~.rows.STUDENT_CONFIG_V2`), its cache sized to the
+    preset's images per epoch; v1's (and ``preset=None``) from
+    :data:`~.rows.STUDENT_CONFIG`.
     """
+    v2 = bool(preset) and preset.get('protocol', 1) >= 2
     key = run_key(row, seed)
     run_dir = osp.join(work, 'runs', key)
     os.makedirs(run_dir, exist_ok=True)
@@ -58,7 +65,8 @@ def write_run_config(work: str, row: dict, seed: int,
         'train.log.',
     ]
     if row['kind'] == 'moma':
-        base = load_config(STUDENT_CONFIG)
+        base_path = STUDENT_CONFIG_V2 if v2 else STUDENT_CONFIG
+        base = load_config(base_path)
         neck = dict(mode=row['neck'])
         if row['neck'] == 'mlp':
             # choice: 4x the 128-d student (MomaNeck's default: 2048)
@@ -68,6 +76,10 @@ def write_run_config(work: str, row: dict, seed: int,
             mask_teacher_input=row['masked_teacher'],
             neck=neck,
             head=dict(loss_type=row['loss']))
+        if v2:
+            # the masked teacher's targets depend on the mask: not cached
+            model['teacher_cache'] = None if row['masked_teacher'] else dict(
+                size=preset['train_samples'] or 60000)
         if set(row['teachers']) != set(base.model.teachers):
             model['teachers'] = dict(
                 _delete_=True,
@@ -92,7 +104,7 @@ def write_run_config(work: str, row: dict, seed: int,
             else:
                 model[key] = value
         lines += [
-            f'_base_ = {STUDENT_CONFIG!r}',
+            f'_base_ = {base_path!r}',
             f'model = {pprint.pformat(model, sort_dicts=True)}',
         ]
         if row.get('lr') is not None:
@@ -114,6 +126,19 @@ def write_run_config(work: str, row: dict, seed: int,
         with atomic_write(path, 'w') as f:
             f.write(text)
     return path, teachers
+
+
+def run_extra(row: dict, preset: dict) -> dict:
+    """The ``--cfg-options`` a run adds to its step's: the k-NN monitor,
+    before training (epoch 0) and every few epochs (the teacher rows' own
+    interval where the preset has one)."""
+    every = preset['monitor_every']
+    if row['group'] == 'teacher':
+        every = preset.get('teacher_monitor_every', every)
+    return {
+        'custom_hooks.0.interval': every,
+        'custom_hooks.0.eval_at_start': True,
+    }
 
 
 def train_run(row: dict, seed: int, work: str, preset_name: str,
@@ -138,12 +163,8 @@ def train_run(row: dict, seed: int, work: str, preset_name: str,
     """
     key = run_key(row, seed)
     kind = row['kind']
-    extra = {
-        # the k-NN monitor: before training (epoch 0) and every few epochs
-        'custom_hooks.0.interval': preset['monitor_every'],
-        'custom_hooks.0.eval_at_start': True,
-    }
-    config, teachers = write_run_config(work, row, seed, extra)
+    extra = run_extra(row, preset)
+    config, teachers = write_run_config(work, row, seed, extra, preset)
     ckpt = checkpoint_of(work, key, kind)
     step = Step(
         kind,

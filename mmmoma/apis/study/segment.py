@@ -97,8 +97,9 @@ def read_miou(run_dir: str) -> Optional[float]:
     return None if miou is None else round(miou.values[-1], 4)
 
 
-def segment(name: str, checkpoint: str, scenes: str, work: str,
-            preset: dict, force: bool, progress: Progress) -> dict:
+def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
+            preset: dict, force: bool, progress: Progress,
+            seed: Optional[int] = None) -> dict:
     """UperNet on the scenes with ``checkpoint`` as backbone; its mIoU.
 
     ``tools/train.py`` trains and then validates the final weights on the
@@ -107,6 +108,8 @@ def segment(name: str, checkpoint: str, scenes: str, work: str,
     v2 ``protocol`` in ``preset['seg']``, the same on the mosaics
     (``scenes`` is then their folder) with that protocol's config
     (:data:`~.rows.SEG_V2_CONFIGS`), in ``<work>/seg-<protocol>/<name>``.
+    ``checkpoint=None`` segments from random init; ``seed`` (default: the
+    config's) seeds the segmentation training.
 
     Returns:
         dict: ``miou`` (%) and ``seg_seconds``.
@@ -114,21 +117,25 @@ def segment(name: str, checkpoint: str, scenes: str, work: str,
     seg = preset['seg']
     iters = seg['iters']
     protocol = seg.get('protocol', 'scenes')
+    item = f'seg {name}'  # the progress item
     if protocol == 'scenes':
         config, run_dir = SEG_CONFIG, osp.join(work, 'seg', name)
     else:
+        item = f'seg {protocol} {name}'
         config = SEG_V2_CONFIGS[protocol]
         run_dir = osp.join(work, f'seg-{protocol}', name)
     key = dict(
         checkpoint=checkpoint,
-        mtime=osp.getmtime(checkpoint),
+        mtime=osp.getmtime(checkpoint) if checkpoint else None,
         config_hash=config_hash(config),
         seg=seg,
         scenes=read_json(osp.join(scenes, 'meta.json'))['splits'])
+    if seed is not None:  # absent otherwise: v1's caches stay valid
+        key['seed'] = seed
     cache = osp.join(run_dir, 'result.json')
     cached = read_cache(cache, key, force)
     if cached is not None:
-        progress.finish(f'seg {name}')
+        progress.finish(item)
         return cached
     if osp.isdir(run_dir):
         shutil.rmtree(run_dir)
@@ -138,14 +145,17 @@ def segment(name: str, checkpoint: str, scenes: str, work: str,
     # a warm-up of at least 2 iterations: MMEngine's LinearLR with end=1
     # never leaves its start factor
     warmup = min(100, max(2, iters // 10))
+    init = ([f'model.backbone.init_cfg.checkpoint={checkpoint}']
+            if checkpoint else ['model.backbone.init_cfg=None'])
+    if seed is not None:
+        init.append(f'randomness.seed={seed}')
     progress.log(f'segmentation {name}: {protocol}, {iters} iterations')
     start = time.time()
     log_path = osp.join(run_dir, 'train.log')
     run_tool([
         sys.executable,
         osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir',
-        run_dir, '--cfg-options',
-        f'model.backbone.init_cfg.checkpoint={checkpoint}', *roots,
+        run_dir, '--cfg-options', *init, *roots,
         f'train_dataloader.batch_size={seg["batch_size"]}',
         f'train_dataloader.num_workers={seg["workers"]}',
         f'train_dataloader.persistent_workers={seg["workers"] > 0}',
@@ -163,7 +173,7 @@ def segment(name: str, checkpoint: str, scenes: str, work: str,
                          f'{log_path})')
     results = dict(miou=miou, seg_seconds=time.time() - start)
     write_cache(cache, key, results)
-    progress.finish(f'seg {name}')
+    progress.finish(item)
     progress.log(f'segmentation {name}: mIoU {results["miou"]:.2f} '
                  f'({fmt_time(results["seg_seconds"])})')
     return results
