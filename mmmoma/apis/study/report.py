@@ -274,11 +274,10 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
             '|---|---:|---:|',
         ]
         for row in seg_rows:
-            lines.append(
-                f'| `{row["id"]}` {row["label"]} | '
-                f'{_pm(row.get("miou_finetune"), row.get("miou_finetune_std"))}'
-                f' | {_pm(row.get("miou_linear"), row.get("miou_linear_std"))}'
-                ' |')
+            cells = [_pm(row.get(m), row.get(m + '_std'))
+                     for m in ('miou_finetune', 'miou_linear')]
+            lines.append(f'| `{row["id"]}` {row["label"]} | {cells[0]} | '
+                         f'{cells[1]} |')
     v2 = [c for c in claims if c['number'] not in ('1', '2', '3', '4')]
     if v2:
         lines += [
