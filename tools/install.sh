@@ -73,4 +73,4 @@ fi
 "$VENV/bin/python" -c 'import mmmoma; print("mmmoma", mmmoma.__version__)'
 echo "$stamp" >"$stamp_file"
 echo "install.sh: done in $((SECONDS - start)) s; tests:" \
-    "$VENV/bin/python -m pytest -q tests"
+    "$VENV/bin/python -m pytest -q -n 2 --dist loadfile tests"
