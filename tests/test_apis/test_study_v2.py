@@ -9,7 +9,7 @@ from mmmoma.apis.study.rows import STUDENT_CONFIG, STUDENT_CONFIG_V2
 from mmmoma.apis.study.runs import checkpoint_of, run_extra, write_run_config
 from mmmoma.apis.study.v2 import (aggregate_seg, attach_flops,
                                   check_claims_v2, match_epochs, seg_settings,
-                                  seg_tasks)
+                                  seg_tasks, with_matched)
 
 
 def _teachers(tmp_path):
@@ -105,6 +105,16 @@ def test_matched_epochs_follow_the_counted_flops():
     assert row['flops'] == pytest.approx(450)
     assert row['flops_ratio'] == pytest.approx(450 / 460)
     assert 'flops_ratio' not in ref
+
+
+def test_a_selection_brings_the_rows_it_is_matched_to():
+    rows = study.study_rows(study.PRESETS['cpu'])
+    picked = with_matched(rows, study.select_rows(rows, 'flops'))
+    ids = [r['id'] for r in picked]
+    assert {'moco-mae', 'mask-0.5', 'mask-0.75', 'teacher-mae-flops',
+            'mask-0.9-flops-0.75'} <= set(ids)
+    assert 'moco-only' not in ids
+    assert ids == [r['id'] for r in rows if r['id'] in ids]  # table order
 
 
 def test_seg_tasks_give_each_seed_its_checkpoint():

@@ -21,7 +21,7 @@ from .runs import device_name, run_extra, train_run, write_run_config
 from .segment import prepare_mosaics, prepare_seg_data, segment
 from .v2 import (SEG_PROTOCOLS, aggregate_seg, attach_flops,
                  check_claims_v2, count_row_flops, match_epochs, seg_settings,
-                 seg_spread, seg_tasks)
+                 seg_spread, seg_tasks, with_matched)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -164,7 +164,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                               str(max(1, (os.cpu_count() or 1) // jobs)))
 
     try:
-        rows = select_rows(study_rows(preset), args.rows)
+        all_rows = study_rows(preset)
+        rows = with_matched(all_rows, select_rows(all_rows, args.rows))
     except ValueError as err:
         raise SystemExit(f'study: {err}') from None
     _plan(progress, rows, preset)

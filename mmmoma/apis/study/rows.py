@@ -126,7 +126,7 @@ PRESETS = {
         jobs=1,
         recipe_rows=V2_RECIPE_ROWS,
         grid_rows=[],
-        estimate=dict(mae=1150, mocov3=4450, student=300, eval=50, mnist=20,
+        estimate=dict(mae=1150, mocov3=4450, student=450, eval=50, mnist=20,
                       seg=330, flops=10)),
     'gpu':
     dict(

@@ -60,6 +60,14 @@ def count_row_flops(rows: List[dict], work: str, preset: dict,
         row['teacher_cache'] = bool(cfg.model.get('teacher_cache'))
 
 
+def with_matched(all_rows: List[dict], selected: List[dict]) -> List[dict]:
+    """``selected`` (a ``--rows`` choice) with the rows its equal-compute
+    rows are matched to, in table order: their epochs need them."""
+    ids = {r['id'] for r in selected}
+    ids |= {r['match'] for r in selected if 'match' in r}
+    return [r for r in all_rows if r['id'] in ids]
+
+
 def _total(row: dict, epochs: int, samples: int) -> float:
     return run_flops(row['flops_per_image'], samples, epochs,
                      row['teacher_cache'])[-1]
