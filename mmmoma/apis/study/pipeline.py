@@ -121,11 +121,8 @@ def _plan(progress: Progress, rows: List[dict], preset: dict) -> None:
     for row in rows:
         if row['kind']:
             progress.plan(f'flops {row["id"]}', est['flops'])
-    seg = preset['seg']
-    for protocol in seg['protocols']:
-        for name in seg['rows']:
-            for seed in seg['seeds']:
-                progress.plan(f'seg {protocol} {name}-s{seed}', est['seg'])
+    for task in seg_tasks(rows, None, preset):
+        progress.plan(f'seg {task["protocol"]} {task["name"]}', est['seg'])
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

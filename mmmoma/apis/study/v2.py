@@ -108,13 +108,14 @@ def attach_flops(rows: List[dict], preset: dict) -> None:
             row['flops_ratio'] = row['flops'] / row['flops_target']
 
 
-def seg_tasks(rows: List[dict], runs: Dict[str, dict],
+def seg_tasks(rows: List[dict], runs: Optional[Dict[str, dict]],
               preset: dict) -> List[dict]:
     """The segmentation runs of v2: each of the preset's ``seg['rows']``
     present, each seed of ``seg['seeds']``, each protocol of
     ``seg['protocols']``. A student's seed-``k`` checkpoint is fine-tuned
     with seed ``k``; a row trained with one seed (the teachers) gives its
-    checkpoint to every seed; ``random`` gives none (random init)."""
+    checkpoint to every seed; ``random`` gives none (random init).
+    ``runs=None``: the tasks without their checkpoints (for the plan)."""
     seg = preset['seg']
     by_id = {r['id']: r for r in rows}
     tasks = []
@@ -129,8 +130,8 @@ def seg_tasks(rows: List[dict], runs: Dict[str, dict],
                 tasks.append(dict(
                     protocol=protocol, row=row_id, seed=seed,
                     name=f'{row_id}-s{seed}',
-                    checkpoint=runs[run]['checkpoint'] if row['kind']
-                    else None))
+                    checkpoint=runs[run]['checkpoint']
+                    if row['kind'] and runs is not None else None))
     return tasks
 
 
