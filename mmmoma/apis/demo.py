@@ -20,7 +20,10 @@ CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'demo')
 CONFIGS = {
     'mae': 'mae_vit-tiny-p4_1xb128-coslr_fmnist.py',
     'mocov3': 'mocov3_vit-tiny-p4_1xb128-coslr_fmnist.py',
-    'moma': 'moma_vit-mini-p4_moco-mae_1xb128-coslr_fmnist.py',
+    # the recipe study's recommendation for a random two-teacher student
+    # (docs/recipe.md); the paper's step: moma_vit-mini-p4_moco-mae_*.py
+    'moma':
+    'moma_vit-mini-p4_moco-mae-mean-position_1xb128-coslr_fmnist.py',
 }
 TITLES = {
     'mae': 'MAE teacher (ViT 128-d x4)',
