@@ -150,7 +150,7 @@ def _row(id_, knn, linear, group='main', **extra):
 
 
 def test_v2_claims_by_the_rules():
-    spread = dict(knn_top1=1.0, linear_top1=1.0)
+    from mmmoma.apis.study.claims import pooled_std
     rows = [
         _row('moco-mae', 70.0, 78.0, miou_finetune=40.0,
              miou_finetune_std=2.0),
@@ -166,6 +166,9 @@ def test_v2_claims_by_the_rules():
         _row('teacher-mocov3', 0, 0, miou_finetune=43.0,
              miou_finetune_std=2.0),
     ]
+    # the segmentation spread pools every segmented row's std
+    assert pooled_std(rows, 'miou_finetune', None) == pytest.approx(2.0)
+    spread = dict(knn_top1=1.0, linear_top1=1.0, miou_finetune=2.0)
     claims = {c['number']: c for c in check_claims_v2(rows, spread)}
     # 2: k-NN 70 - 65 >= -1 yes; linear 78 - 79.5 = -1.5 no
     assert claims['2 (FLOPs)']['verdict'] == 'mixed'

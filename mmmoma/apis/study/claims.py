@@ -39,13 +39,39 @@ def aggregate(rows: List[dict], runs: Dict[str, dict], preset: dict) -> None:
                             for e, v in sorted(curves.items())]
 
 
-def pooled_std(rows: List[dict], metric: str) -> Optional[float]:
-    """Root mean variance over the main rows with 2 or more seeds."""
-    stds = [r[metric + '_std'] for r in rows
-            if r['group'] == 'main' and r[metric + '_std'] is not None]
+def pooled_std(rows: List[dict], metric: str,
+               groups: Optional[Tuple[str, ...]] = ('main', )
+               ) -> Optional[float]:
+    """Root mean variance over the rows of ``groups`` (None: every row)
+    with 2 or more seeds of ``metric``."""
+    stds = [r.get(metric + '_std') for r in rows
+            if groups is None or r['group'] in groups]
+    stds = [s for s in stds if s is not None]
     if not stds:
         return None
     return math.sqrt(sum(s * s for s in stds) / len(stds))
+
+
+def compare(a: dict, b: dict, metric: str, rule: str,
+            spread: Optional[float]) -> dict:
+    """One check of a claim: row ``a`` minus row ``b`` on ``metric``, held
+    by ``rule`` against the spread (None: 0): ``'gt'`` the difference
+    exceeds it, ``'ge'`` it is at least minus it, ``'le'`` at most it."""
+    diff = a[metric] - b[metric]
+    margin = spread or 0.0
+    held = {'gt': diff > margin, 'ge': diff >= -margin,
+            'le': diff <= margin}[rule]
+    return dict(metric=metric, a=a['id'], b=b['id'], a_value=a[metric],
+                b_value=b[metric], diff=diff, spread=spread, held=held,
+                rule=rule)
+
+
+def verdict(checks: List[dict]) -> str:
+    """'held' when every check holds, 'did not hold' when none, else
+    'mixed'."""
+    passed = sum(c['held'] for c in checks)
+    return ('held' if passed == len(checks) else
+            'did not hold' if passed == 0 else 'mixed')
 
 
 def check_claims(rows: List[dict]) -> List[dict]:
@@ -74,22 +100,11 @@ def check_claims(rows: List[dict]) -> List[dict]:
          'gt', 'teacher input unmasked minus masked'),
     ]
     for number, text, pick, rule, what in specs:
-        checks = []
-        for metric in ('knn_top1', 'linear_top1'):
-            a, b = pick(metric)
-            spread = pooled_std(rows, metric)
-            diff = a[metric] - b[metric]
-            margin = spread or 0.0
-            held = diff > margin if rule == 'gt' else diff >= -margin
-            checks.append(
-                dict(metric=metric, a=a['id'], b=b['id'],
-                     a_value=a[metric], b_value=b[metric], diff=diff,
-                     spread=spread, held=held))
-        passed = sum(c['held'] for c in checks)
-        verdict = ('held' if passed == len(checks) else
-                   'did not hold' if passed == 0 else 'mixed')
+        checks = [compare(*pick(metric), metric, rule,
+                          pooled_std(rows, metric))
+                  for metric in ('knn_top1', 'linear_top1')]
         claim = dict(number=number, claim=text, comparison=what, rule=rule,
-                     checks=checks, verdict=verdict)
+                     checks=checks, verdict=verdict(checks))
         if number == '2':
             student = by_id['moco-mae']
             teacher = best(['teacher-mae', 'teacher-mocov3'], 'knn_top1')

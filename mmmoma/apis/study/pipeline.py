@@ -21,7 +21,7 @@ from .runs import device_name, run_extra, train_run, write_run_config
 from .segment import prepare_mosaics, prepare_seg_data, segment
 from .v2 import (SEG_PROTOCOLS, aggregate_seg, attach_flops,
                  check_claims_v2, count_row_flops, match_epochs, seg_settings,
-                 seg_spread, seg_tasks, with_matched)
+                 seg_tasks, with_matched)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -224,7 +224,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
               for m in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
                         'mnist_linear_top1')}
     if v2:
-        spread.update({'miou_' + p: seg_spread(rows, 'miou_' + p)
+        # over every segmented row (their seeds are the segmentation's)
+        spread.update({'miou_' + p: pooled_std(rows, 'miou_' + p, None)
                        for p in SEG_PROTOCOLS.values()})
     # the claims compare fixed rows; a --rows selection may leave them out
     claims = check_claims(rows) if not args.rows else []
@@ -273,8 +274,6 @@ def _segment(args: argparse.Namespace, rows: List[dict],
     teachers and the best student by k-NN, seed 0: ``row['miou']``) or
     v2's (:func:`~.v2.seg_tasks`: ``row['miou_finetune']``, ...). Returns
     v1's best student."""
-    students = [r for r in rows  # the segmentation configs: 4 px patches
-                if r['kind'] == 'moma' and not r.get('patch_size')]
     if preset.get('protocol', 1) >= 2:
         if args.no_seg:
             return None
@@ -292,6 +291,8 @@ def _segment(args: argparse.Namespace, rows: List[dict],
             ]
             aggregate_seg(rows, tasks, [f.result() for f in futures])
         return None
+    students = [r for r in rows  # the segmentation configs: 4 px patches
+                if r['kind'] == 'moma' and not r.get('patch_size')]
     best = max(students, key=lambda r: r['knn_top1']) if students else None
     by_id = {r['id']: r for r in rows}
     if not args.no_seg and best is not None:

@@ -115,15 +115,10 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
             continue  # protocol v2's: their own section
         cells = []
         for check in claim['checks']:
-            margin = check['spread'] or 0.0
-            if claim['rule'] == 'gt':
-                rule = f'> {margin:.2f}'
-            else:
-                rule = f'>= -{margin:.2f}' if margin else '>= 0.00'
             cells.append(
                 f'{check["a_value"]:.2f} - {check["b_value"]:.2f} '
                 f'(`{check["b"]}`) = {check["diff"]:+.2f} '
-                f'({rule}: {"yes" if check["held"] else "no"})')
+                f'({_rule(check)}: {"yes" if check["held"] else "no"})')
         extra = ''
         if 'epochs' in claim:
             e = claim['epochs']
@@ -224,9 +219,11 @@ def _flops(value: Optional[float]) -> str:
 
 
 def _rule(check: dict) -> str:
+    """A check's rule with its margin, as the claims tables print it."""
     margin = check['spread'] or 0.0
-    return {'gt': f'> {margin:.2f}', 'ge': f'>= -{margin:.2f}',
-            'le': f'<= {margin:.2f}'}[check['rule']]
+    if check['rule'] == 'ge':
+        return f'>= -{margin:.2f}' if margin else '>= 0.00'
+    return f'{">" if check["rule"] == "gt" else "<="} {margin:.2f}'
 
 
 def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:

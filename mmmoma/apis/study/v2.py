@@ -5,8 +5,9 @@ equal FLOPs and on segmentation."""
 import os.path as osp
 from typing import Callable, Dict, List, Optional
 
-from ..common import Progress, config_hash, read_cache, write_cache
-from .claims import mean_std
+from ..common import (Progress, config_hash, load_config, read_cache,
+                      write_cache)
+from .claims import compare, mean_std, verdict
 from .compute import run_flops, step_flops
 from .rows import run_key
 
@@ -38,7 +39,6 @@ def count_row_flops(rows: List[dict], work: str, preset: dict,
         force (bool): Count again even where a count is cached.
         progress (Progress): Where the progress lines go.
     """
-    from ..common import load_config
     batch = min(preset['batch_size'], COUNT_BATCH)
     for row in rows:
         if not row['kind']:
@@ -158,36 +158,11 @@ def aggregate_seg(rows: List[dict], tasks: List[dict],
             found)
 
 
-def seg_spread(rows: List[dict], metric: str) -> Optional[float]:
-    """Root mean variance over the segmented rows with 2 or more seeds."""
-    stds = [r[metric + '_std'] for r in rows
-            if r.get(metric + '_std') is not None]
-    if not stds:
-        return None
-    return (sum(s * s for s in stds) / len(stds))**0.5
-
-
-def _check(a: dict, b: dict, metric: str, rule: str,
-           spread: Optional[float]) -> dict:
-    diff = a[metric] - b[metric]
-    margin = spread or 0.0
-    held = {'gt': diff > margin, 'ge': diff >= -margin,
-            'le': diff <= margin}[rule]
-    return dict(metric=metric, a=a['id'], b=b['id'], a_value=a[metric],
-                b_value=b[metric], diff=diff, spread=spread, held=held,
-                rule=rule)
-
-
-def _verdict(checks: List[dict]) -> str:
-    passed = sum(c['held'] for c in checks)
-    return ('held' if passed == len(checks) else
-            'did not hold' if passed == 0 else 'mixed')
-
-
 def check_claims_v2(rows: List[dict], spread: Dict[str, float]) -> List[dict]:
     """The claims that v2 adds to v1's (:func:`~.claims.check_claims`):
-    2 and 3 at equal training FLOPs, 5 on segmentation (fine-tuned mIoU),
-    and the plateau check. Each present only when its rows are."""
+    2 and 3 at equal training FLOPs, 5 on segmentation (fine-tuned mIoU,
+    against ``spread['miou_finetune']``), and the plateau check. Each
+    present only when its rows are."""
     by_id = {r['id']: r for r in rows}
     claims = []
     metrics = ('knn_top1', 'linear_top1')
@@ -201,20 +176,20 @@ def check_claims_v2(rows: List[dict], spread: Dict[str, float]) -> List[dict]:
         for m in metrics:
             better = max((by_id['teacher-mae-flops'],
                           by_id['teacher-mocov3-flops']), key=lambda r: r[m])
-            checks.append(_check(by_id['moco-mae'], better, m, 'ge',
+            checks.append(compare(by_id['moco-mae'], better, m, 'ge',
                                  spread.get(m)))
         claims.append(dict(
             number='2 (FLOPs)', claim="The student reaches its teachers' "
             'quality at equal training compute', rule='ge',
             comparison='MoCo v3 + MAE student minus the better teacher '
             'trained for as many FLOPs', checks=checks,
-            verdict=_verdict(checks)))
+            verdict=verdict(checks)))
     pairs = [(f'mask-0.9-flops-{r}', f'mask-{r}') for r in ('0.5', '0.75')]
     if all(have(a, b) for a, b in pairs):
         checks = []
         for m in metrics:
             # the worse of the two differences decides, as v1's "better of"
-            diffs = [_check(by_id[a], by_id[b], m, 'ge', spread.get(m))
+            diffs = [compare(by_id[a], by_id[b], m, 'ge', spread.get(m))
                      for a, b in pairs]
             checks.append(min(diffs, key=lambda c: c['diff']))
         claims.append(dict(
@@ -222,29 +197,29 @@ def check_claims_v2(rows: List[dict], spread: Dict[str, float]) -> List[dict]:
             'works at equal training compute', rule='ge',
             comparison='mask 0.9 trained as long as mask R costs, minus '
             'mask R (the smaller difference of R = 0.5, 0.75)',
-            checks=checks, verdict=_verdict(checks)))
+            checks=checks, verdict=verdict(checks)))
     seg = 'miou_finetune'
     teachers = [by_id[t] for t in ('teacher-mae', 'teacher-mocov3')
                 if by_id.get(t, {}).get(seg) is not None]
     if teachers and all(by_id.get(i, {}).get(seg) is not None
                         for i in ('moco-mae', 'random')):
-        s_seg = seg_spread(rows, seg)
+        s_seg = spread.get(seg)
         better = max(teachers, key=lambda r: r[seg])
-        checks = [_check(by_id['moco-mae'], by_id['random'], seg, 'gt',
+        checks = [compare(by_id['moco-mae'], by_id['random'], seg, 'gt',
                          s_seg),
-                  _check(by_id['moco-mae'], better, seg, 'ge', s_seg)]
+                  compare(by_id['moco-mae'], better, seg, 'ge', s_seg)]
         claims.append(dict(
             number='5', claim='The student transfers to segmentation',
             rule='gt, ge', comparison='MoCo v3 + MAE student minus random '
             'init (> s_seg), minus the better teacher segmented (>= '
             '-s_seg), fine-tuned mIoU', checks=checks,
-            verdict=_verdict(checks)))
+            verdict=verdict(checks)))
     if have('moco-mae', 'moco-mae-long'):
-        checks = [_check(by_id['moco-mae-long'], by_id['moco-mae'], m, 'le',
+        checks = [compare(by_id['moco-mae-long'], by_id['moco-mae'], m, 'le',
                          spread.get(m)) for m in metrics]
         claims.append(dict(
             number='plateau', claim="The students' budget is a plateau "
             '(else they were still learning)', rule='le',
             comparison='twice the epochs minus the budget (a plateau when '
-            '<= s on both)', checks=checks, verdict=_verdict(checks)))
+            '<= s on both)', checks=checks, verdict=verdict(checks)))
     return claims
