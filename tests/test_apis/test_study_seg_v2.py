@@ -43,7 +43,9 @@ def test_seg_protocol_flag_picks_one_protocol():
         if preset['protocol'] == 1:
             assert 'protocol' not in preset['seg'], name
         else:
-            assert preset['seg']['protocols'] == sorted(SEG_V2_CONFIGS)
+            assert preset['seg']['protocols'] == [
+                'mosaics-finetune', 'mosaics-linear'], name
+            assert set(preset['seg']['protocols']) < set(SEG_V2_CONFIGS)
 
 
 @pytest.mark.parametrize('protocol', sorted(SEG_V2_CONFIGS))

@@ -137,6 +137,9 @@ def test_seg_tasks_give_each_seed_its_checkpoint():
     # a run's settings do not hold the lists: adding a row keeps results
     assert seg_settings(preset, 'mosaics-linear') == dict(
         iters=4, protocol='mosaics-linear')
+    # the presets give each protocol its config's schedule
+    assert [seg_settings(study.PRESETS['cpu'], p)['iters'] for p in (
+        'mosaics-finetune', 'mosaics-linear')] == [1000, 300]
     aggregate_seg(rows, tasks, [dict(miou=10.0 + i) for i in range(12)])
     # protocols, then rows, then seeds: moco-mae is tasks 4, 5 and 10, 11
     assert rows[2]['miou_finetune'] == pytest.approx(14.5)
@@ -205,10 +208,14 @@ def test_render_has_the_v2_sections():
                  flops_per_image=dict(step=2.67e8, teachers=1.69e8))]
     info = dict(command='x', preset='smoke', settings=preset, jobs=1,
                 best=None, total_seconds=1.0,
+                made_seconds=dict(total=7260.0, training=3600.0,
+                                  evaluation=60.0, flops=0.0,
+                                  segmentation=3600.0),
                 spread=dict(knn_top1=None, linear_top1=None))
     md = render(rows, [], info)
     assert '## Training compute' in md
     assert '| `moco-mae` | 1 | 0.27 GFLOP | 0.17 GFLOP | yes | 2.50 TFLOP |' \
         in md
     assert '## Segmentation (mosaics)' in md
+    assert 'Compute time of the whole study' in md and 'training 1h00m' in md
     assert '| 40.00 | 20.00 |' in md

@@ -1,6 +1,7 @@
 """The segmentation-v2 configs train 2 iterations on generated mosaics
-through tools/train.py and test through tools/test.py: the fine-tune moves
-the backbone, the linear probe leaves it exactly as loaded."""
+through tools/train.py and test through tools/test.py: the fine-tunes
+(BN + 1x1 head with layer decay, UperNet) move the backbone, the linear
+probe leaves it exactly as loaded."""
 import json
 import sys
 from pathlib import Path
@@ -13,8 +14,10 @@ from mmmoma.datasets.fmnist_mosaics import make_mosaics
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = REPO_ROOT / 'tools'
 STUDY = REPO_ROOT / 'configs' / 'study'
-FINETUNE = STUDY / ('upernet_vit-tiny-p4_moma-pre_1xb16-300i_'
+FINETUNE = STUDY / ('linear-ft_vit-tiny-p4_moma-pre_1xb16-1k_'
                     'fmnist-mosaics-84x84.py')
+UPERNET = STUDY / ('upernet_vit-tiny-p4_moma-pre_1xb16-300i_'
+                   'fmnist-mosaics-84x84.py')
 LINEAR = STUDY / ('linear_vit-tiny-p4_moma-pre_1xb16-300i_'
                   'fmnist-mosaics-84x84.py')
 
@@ -75,13 +78,21 @@ def backbone_changes(work_dir: Path, ckpt: Path) -> dict:
             for k in before if k in after and k != 'backbone.pos_embed'}
 
 
-def test_finetune_trains_the_backbone_and_tests(run_tool, inputs):
-    work_dir = train(run_tool, FINETUNE, inputs, 'finetune')
+@pytest.mark.parametrize('config', [FINETUNE, UPERNET],
+                         ids=['linear-ft', 'upernet'])
+def test_finetune_trains_the_backbone_and_tests(run_tool, inputs, config):
+    work_dir = train(run_tool, config, inputs, config.name.split('_')[0])
     changed = backbone_changes(work_dir, inputs['ckpt'])
     assert changed['backbone.layers.0.attn.qkv.weight']
     assert changed['backbone.patch_embed.projection.weight']
+    # layer decay: the head at the base lr, each block below at 0.9 x more
+    groups = torch.load(work_dir / 'iter_2.pth', map_location='cpu',
+                        weights_only=False)['optimizer']['param_groups']
+    scales = sorted({round(g['lr_scale'], 6) for g in groups}, reverse=True)
+    rate = 0.9
+    assert scales == [round(rate**d, 6) for d in range(6)], scales
     out = run_tool([
-        sys.executable, TOOLS / 'test.py', FINETUNE, work_dir / 'iter_2.pth',
+        sys.executable, TOOLS / 'test.py', config, work_dir / 'iter_2.pth',
         '--work-dir', work_dir / 'test', '--cfg-options', *inputs['options']
     ], cwd=inputs['root']).stdout
     assert 'mIoU' in out and 'Ankle boot' in out and 'background' in out

@@ -73,6 +73,14 @@ def test_every_row_has_numbers(smoke):
             if r['group'] not in ('plateau', 'flops')} == {(1, 256)}
     assert rows['moco-mae-long']['epochs'] == 2
     assert rows['teacher-mae']['epochs'] == 2
+    # the whole study's compute time, from every item's own record
+    made = results['made_seconds']
+    assert all(made[k] > 0 for k in ('training', 'evaluation', 'flops',
+                                     'segmentation'))
+    assert made['total'] == pytest.approx(sum(
+        v for k, v in made.items() if k != 'total'))
+    assert made['training'] == pytest.approx(sum(
+        r['train_seconds'] or 0 for r in results['runs'].values()))
     assert rows['random']['images_seen'] == 0
     # counted FLOPs: the matched rows within one epoch of their target
     for key in V2[1:]:
@@ -206,6 +214,11 @@ def test_rerun_reuses_every_run(smoke):
     assert not re.search(r'segmentation [\w-]+-s\d+: ', out)
     assert 'GFLOP per image and step' not in out  # counts reused
     after = _results(work)
+    # reused items keep the seconds of their making; the two re-evaluated
+    # MNIST sets bring theirs
+    for part in ('training', 'flops', 'segmentation'):
+        assert after['made_seconds'][part] == before['made_seconds'][part]
+    assert after['total_seconds'] < before['made_seconds']['total']
     for key, run in before['runs'].items():
         assert after['runs'][key]['knn_top1'] == run['knn_top1'], key
         assert after['runs'][key]['linear_top1'] == run['linear_top1'], key

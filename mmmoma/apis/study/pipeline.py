@@ -5,7 +5,7 @@ import os.path as osp
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mmmoma.datasets.mnist5k import find_mnist5k
 from mmmoma.fileio import atomic_write
@@ -15,13 +15,13 @@ from .claims import aggregate, check_claims, pooled_std
 from .evaluate import DATASETS, Evaluator, evaluate_run
 from .plots import plot
 from .report import render
-from .rows import (KNN, PRESETS, SEG_V2, SEG_V2_CONFIGS, run_key,
-                   select_rows, study_rows)
+from .rows import (KNN, PRESETS, SEG_PROTOCOLS, SEG_V2, SEG_V2_CONFIGS,
+                   run_key, seg_iters, select_rows, study_rows)
 from .runs import device_name, run_extra, train_run, write_run_config
 from .segment import prepare_mosaics, prepare_seg_data, segment
-from .v2 import (SEG_PROTOCOLS, aggregate_seg, attach_flops,
-                 check_claims_v2, count_row_flops, match_epochs, seg_settings,
-                 seg_tasks, with_matched)
+from .v2 import (aggregate_seg, attach_flops, check_claims_v2,
+                 count_row_flops, match_epochs, seg_settings, seg_tasks,
+                 with_matched)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -140,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.seg_protocol and v2:
         preset['seg'] = dict(preset['seg'], protocols=[args.seg_protocol])
     elif args.seg_protocol not in (None, 'scenes'):
-        preset['seg'] = dict(SEG_V2[args.preset.replace('-v1', '')],
+        seg = SEG_V2[args.preset.replace('-v1', '')]
+        preset['seg'] = dict(seg, iters=seg_iters(seg, args.seg_protocol),
                              protocol=args.seg_protocol)
     jobs = args.jobs or preset['jobs']
     command = command_line('study', argv)
@@ -219,7 +220,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if v2:
         attach_flops(rows, preset)
 
-    best = _segment(args, rows, runs, work, preset, jobs, progress)
+    best, seg_seconds = _segment(args, rows, runs, work, preset, jobs,
+                                 progress)
     spread = {m: pooled_std(rows, m)
               for m in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
                         'mnist_linear_top1')}
@@ -239,7 +241,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         device=device,
         best=best,
         spread=spread,
-        total_seconds=time.time() - progress.start)
+        total_seconds=time.time() - progress.start,
+        made_seconds=_made_seconds(rows, runs, seg_seconds))
     table = render(rows, claims, info)
     with atomic_write(osp.join(work, 'results.md'), 'w') as f:
         f.write(table + '\n')
@@ -267,19 +270,36 @@ def main(argv: Optional[List[str]] = None) -> dict:
     return dict(info, rows=rows, claims=claims)
 
 
+def _made_seconds(rows: List[dict], runs: Dict[str, dict],
+                  seg_seconds: float) -> Dict[str, float]:
+    """Seconds of every item of the study as recorded when it was made
+    (a reused item counts its first making): the whole study's compute
+    time, however many invocations made it."""
+    made = dict(
+        training=sum(r.get('train_seconds') or 0.0 for r in runs.values()),
+        evaluation=sum(v or 0.0 for r in runs.values()
+                       for k, v in r.items() if k.endswith('eval_seconds')),
+        flops=sum(r.get('flops_per_image', {}).get('seconds', 0.0)
+                  for r in rows),
+        segmentation=seg_seconds)
+    made['total'] = sum(made.values())
+    return made
+
+
 def _segment(args: argparse.Namespace, rows: List[dict],
              runs: Dict[str, dict], work: str, preset: dict, jobs: int,
-             progress: Progress) -> Optional[str]:
+             progress: Progress) -> Tuple[Optional[str], float]:
     """The segmentation transfer, in place on the rows: v1's (the two
     teachers and the best student by k-NN, seed 0: ``row['miou']``) or
     v2's (:func:`~.v2.seg_tasks`: ``row['miou_finetune']``, ...). Returns
-    v1's best student."""
+    v1's best student and the seconds of every segmentation run (as
+    recorded when each was made)."""
     if preset.get('protocol', 1) >= 2:
         if args.no_seg:
-            return None
+            return None, 0.0
         tasks = seg_tasks(rows, runs, preset)
         if not tasks:
-            return None
+            return None, 0.0
         mosaics = prepare_mosaics(work, preset, args.data_root, progress)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [
@@ -289,12 +309,14 @@ def _segment(args: argparse.Namespace, rows: List[dict],
                             args.force, progress, t['seed'])
                 for t in tasks
             ]
-            aggregate_seg(rows, tasks, [f.result() for f in futures])
-        return None
+            results = [f.result() for f in futures]
+        aggregate_seg(rows, tasks, results)
+        return None, sum(r['seg_seconds'] for r in results)
     students = [r for r in rows  # the segmentation configs: 4 px patches
                 if r['kind'] == 'moma' and not r.get('patch_size')]
     best = max(students, key=lambda r: r['knn_top1']) if students else None
     by_id = {r['id']: r for r in rows}
+    seg_seconds = 0.0
     if not args.no_seg and best is not None:
         scenes = prepare_seg_data(work, preset, args.data_root, progress)
         seg_rows = [by_id['teacher-mae'], by_id['teacher-mocov3'], best]
@@ -307,7 +329,9 @@ def _segment(args: argparse.Namespace, rows: List[dict],
                 for row in seg_rows
             ]
             for row, future in zip(seg_rows, futures):
-                row['miou'] = future.result()['miou']
+                result = future.result()
+                row['miou'] = result['miou']
+                seg_seconds += result['seg_seconds']
     for name in ('teacher-mae', 'teacher-mocov3', 'best'):
         progress.finish(f'seg {name}')
-    return best['id'] if best else None
+    return (best['id'] if best else None), seg_seconds

@@ -2,19 +2,21 @@
 from typing import List, Optional
 
 from ..common import fmt_time
-from .rows import KNN, PROBE, TEACHER_NAMES, recipe_pairs
+from .rows import (KNN, PROBE, SEG_PROTOCOLS, TEACHER_NAMES, recipe_pairs,
+                   seg_iters)
 
 # The segmentation protocols (tools/study.py --seg-protocol) in words.
 SEG_MODELS = {
     'scenes': 'UperNet',
-    'mosaics-finetune': 'UperNet fine-tuned end to end',
+    'mosaics-finetune': 'BN + 1x1 conv head fine-tuned end to end with the '
+    'model (layer decay 0.9)',
     'mosaics-linear': 'linear probe (BN + 1x1 conv) of the frozen model',
+    'mosaics-upernet': 'UperNet fine-tuned end to end',
 }
-SEG_DATA = {
-    'scenes': 'composed 64x64 scenes',
-    'mosaics-finetune': '84x84 Fashion-MNIST mosaics',
-    'mosaics-linear': '84x84 Fashion-MNIST mosaics',
-}
+SEG_DATA = dict(
+    scenes='composed 64x64 scenes',
+    **{p: '84x84 Fashion-MNIST mosaics'
+       for p in SEG_PROTOCOLS})
 
 
 def _pm(mean: Optional[float], std: Optional[float]) -> str:
@@ -97,6 +99,7 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         f'{info["jobs"]} run(s) at once; the whole study took '
         f'{fmt_time(info["total_seconds"])} in this invocation (reused '
         'results count 0).',
+        *_made_note(info),
         '',
         '## Claims',
         '',
@@ -196,16 +199,35 @@ def _seg_note(preset: dict, info: dict) -> str:
     seg = preset['seg']
     if preset.get('protocol', 1) >= 2:
         return (f'- mIoU: {SEG_MODELS["mosaics-finetune"]} (mean ± std over '
-                f'seeds {seg["seeds"]}), {seg["iters"]} iterations of batch '
+                f'seeds {seg["seeds"]}), '
+                f'{seg_iters(seg, "mosaics-finetune")} iterations of batch '
                 f'{seg["batch_size"]} on {seg["num_train"]} '
                 f'{SEG_DATA["mosaics-finetune"]}, tested on '
                 f'{seg["num_val"]}; the linear probe below.')
     protocol = seg.get('protocol', 'scenes')
-    return (f'- mIoU: {SEG_MODELS[protocol]}, {seg["iters"]} iterations of '
+    return (f'- mIoU: {SEG_MODELS[protocol]}, {seg_iters(seg, protocol)} '
+            'iterations of '
             f'batch {seg["batch_size"]} on {seg["num_train"]} '
             f'{SEG_DATA[protocol]}, tested on {seg["num_val"]}, for the '
             f'teachers and the best student by k-NN ({info["best"]}, seed '
             '0).')
+
+
+def _made_note(info: dict) -> List[str]:
+    """The whole study's compute time, however many invocations made it:
+    every item's seconds as recorded when it was made."""
+    made = info.get('made_seconds')
+    if not made:
+        return []
+    return [
+        f'- Compute time of the whole study, every item at the time it was '
+        f'made (over however many invocations; {info["jobs"]} run(s) at '
+        f'once): {fmt_time(made["total"])} (training '
+        f'{fmt_time(made["training"])}, evaluation '
+        f'{fmt_time(made["evaluation"])}, FLOP counts '
+        f'{fmt_time(made["flops"])}, segmentation '
+        f'{fmt_time(made["segmentation"])}).'
+    ]
 
 
 def _flops(value: Optional[float]) -> str:
@@ -254,27 +276,33 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
             f'{_flops(per["teachers"])} | '
             f'{"yes" if row["teacher_cache"] else "no"} | '
             f'{_flops(row["flops"])} | {match} |')
-    seg_rows = [r for r in rows if r.get('miou_finetune') is not None
-                or r.get('miou_linear') is not None]
+    # a column per protocol run (v2's two; UperNet when asked for)
+    protocols = [(p, 'miou_' + m) for p, m in SEG_PROTOCOLS.items()
+                 if any(r.get('miou_' + m) is not None for r in rows)]
+    seg_rows = [r for r in rows
+                if any(r.get(m) is not None for _, m in protocols)]
     if seg_rows:
         spread = info['spread']
+        seg = info['settings']['seg']
+        lines += ['', '## Segmentation (mosaics)', '']
         lines += [
-            '', '## Segmentation (mosaics)', '',
-            'Fine-tuned: ' + SEG_MODELS['mosaics-finetune'] + '; linear: ' +
-            SEG_MODELS['mosaics-linear'] + '. Mean ± std over the seeds of '
-            'the segmentation training (a student\'s seed-k checkpoint '
-            'with seed k; a teacher\'s one checkpoint with each seed). '
-            'Spread (pooled std): fine-tuned ' +
-            _opt(spread.get('miou_finetune')) + ', linear ' +
-            _opt(spread.get('miou_linear')) + '.', '',
-            '| row | fine-tuned mIoU (%) | linear-probe mIoU (%) |',
-            '|---|---:|---:|',
+            f'- {m[5:]}: {SEG_MODELS[p]}, {seg_iters(seg, p)} iterations of '
+            f'batch {seg["batch_size"]}; spread (pooled std) '
+            f'{_opt(spread.get(m))}.' for p, m in protocols
+        ]
+        lines += [
+            '', 'Mean ± std over the seeds of the segmentation training '
+            '(a student\'s seed-k checkpoint with seed k; a teacher\'s one '
+            'checkpoint with each seed).', '',
+            '| row | ' + ' | '.join(f'{m[5:]} mIoU (%)'
+                                   for _, m in protocols) + ' |',
+            '|---|' + '---:|' * len(protocols),
         ]
         for row in seg_rows:
             cells = [_pm(row.get(m), row.get(m + '_std'))
-                     for m in ('miou_finetune', 'miou_linear')]
-            lines.append(f'| `{row["id"]}` {row["label"]} | {cells[0]} | '
-                         f'{cells[1]} |')
+                     for _, m in protocols]
+            lines.append(f'| `{row["id"]}` {row["label"]} | ' +
+                         ' | '.join(cells) + ' |')
     v2 = [c for c in claims if c['number'] not in ('1', '2', '3', '4')]
     if v2:
         lines += [

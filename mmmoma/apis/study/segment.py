@@ -14,7 +14,7 @@ from mmmoma.datasets.fmnist_scenes import make_scenes
 from ..common import (REPO_ROOT, Progress, config_hash, fmt_time, read_cache,
                       read_json, run_tool, write_cache)
 from ..curves import find_scalars, read_scalars
-from .rows import SEG_CONFIG, SEG_V2_CONFIGS
+from .rows import SEG_CONFIG, SEG_V2_CONFIGS, seg_iters
 
 
 def _make_unless_made(out: str, wanted: dict,
@@ -115,8 +115,8 @@ def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
         dict: ``miou`` (%) and ``seg_seconds``.
     """
     seg = preset['seg']
-    iters = seg['iters']
     protocol = seg.get('protocol', 'scenes')
+    iters = seg_iters(seg, protocol)
     item = f'seg {name}'  # the progress item
     if protocol == 'scenes':
         config, run_dir = SEG_CONFIG, osp.join(work, 'seg', name)

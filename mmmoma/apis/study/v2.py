@@ -3,17 +3,15 @@ run's training FLOPs, the equal-compute rows' epochs matched to them, the
 segmentation fine-tune and linear probe with seeds, and the claims at
 equal FLOPs and on segmentation."""
 import os.path as osp
+import time
 from typing import Callable, Dict, List, Optional
 
 from ..common import (Progress, config_hash, load_config, read_cache,
                       write_cache)
 from .claims import compare, mean_std, verdict
 from .compute import run_flops, step_flops
-from .rows import run_key
+from .rows import SEG_PROTOCOLS, run_key, seg_iters
 
-#: Segmentation v2's protocols, in the order they run, and the prefix of
-#: their row metrics (``miou_finetune``, ``miou_linear``).
-SEG_PROTOCOLS = {'mosaics-finetune': 'finetune', 'mosaics-linear': 'linear'}
 #: Images per counted step. FLOPs per image do not depend on it (measured:
 #: the two-teacher student counts 267,056,128 per image at 8, 16 and 128;
 #: MoCo v3's batch x batch logits add 2 x batch x 256 per image, under
@@ -49,7 +47,9 @@ def count_row_flops(rows: List[dict], work: str, preset: dict,
         key = dict(config_hash=config_hash(config), batch=batch)
         counted = read_cache(cached_path, key, force)
         if counted is None:
+            start = time.time()
             counted = step_flops(config, batch)
+            counted['seconds'] = time.time() - start  # the study's time
             write_cache(cached_path, key, counted)
             progress.log(f'FLOPs of {row["id"]}: '
                          f'{counted["step"] / 1e9:.3f} GFLOP per image and '
@@ -141,7 +141,7 @@ def seg_settings(preset: dict, protocol: str) -> dict:
     result stays valid when another row or seed is added)."""
     seg = {k: v for k, v in preset['seg'].items()
            if k not in ('rows', 'seeds', 'protocols')}
-    return dict(seg, protocol=protocol)
+    return dict(seg, iters=seg_iters(seg, protocol), protocol=protocol)
 
 
 def aggregate_seg(rows: List[dict], tasks: List[dict],
