@@ -9,7 +9,10 @@ import pytest
 
 from mmmoma.apis.common import Progress
 from mmmoma.apis.study import PRESETS, parse_args, segment as seg_api
-from mmmoma.apis.study.rows import SEG_CONFIG, SEG_V2, SEG_V2_CONFIGS
+from mmmoma.apis.study.pipeline import pick_seg_protocol
+from mmmoma.apis.study.rows import SEG_CONFIG, SEG_PROTOCOLS, SEG_V2
+
+V2_PROTOCOLS = sorted(p for p in SEG_PROTOCOLS if p != 'scenes')
 
 
 @pytest.fixture
@@ -45,10 +48,24 @@ def test_seg_protocol_flag_picks_one_protocol():
         else:
             assert preset['seg']['protocols'] == [
                 'mosaics-finetune', 'mosaics-linear'], name
-            assert set(preset['seg']['protocols']) < set(SEG_V2_CONFIGS)
+            assert set(preset['seg']['protocols']) < set(V2_PROTOCOLS)
 
 
-@pytest.mark.parametrize('protocol', sorted(SEG_V2_CONFIGS))
+def test_pick_seg_protocol_per_preset():
+    # v2: its rows and seeds, under the one protocol
+    seg = pick_seg_protocol(PRESETS['cpu'], 'cpu', 'mosaics-linear')
+    assert seg == dict(PRESETS['cpu']['seg'], protocols=['mosaics-linear'])
+    # v1: the scenes are its own; a mosaics protocol brings v2's sizes and
+    # the protocol's config's iterations
+    assert pick_seg_protocol(PRESETS['cpu-v1'], 'cpu-v1',
+                             'scenes') is PRESETS['cpu-v1']['seg']
+    seg = pick_seg_protocol(PRESETS['cpu-v1'], 'cpu-v1', 'mosaics-finetune')
+    assert seg == dict(SEG_V2['cpu'], iters=1000, protocol='mosaics-finetune')
+    seg = pick_seg_protocol(PRESETS['gpu-v1'], 'gpu-v1', 'mosaics-upernet')
+    assert seg['iters'] == 300 and seg['workers'] == SEG_V2['gpu']['workers']
+
+
+@pytest.mark.parametrize('protocol', V2_PROTOCOLS)
 def test_v2_protocol_trains_its_config_on_the_mosaics(
         protocol, fake_fmnist, tmp_path, fake_train):
     preset = dict(PRESETS['cpu-v1'],
@@ -71,7 +88,7 @@ def test_v2_protocol_trains_its_config_on_the_mosaics(
                              preset, False, progress)
     assert result['miou'] == 31.5
     (cmd, ) = fake_train
-    assert cmd[2] == SEG_V2_CONFIGS[protocol]
+    assert cmd[2] == SEG_PROTOCOLS[protocol]['config']
     assert cmd[cmd.index('--work-dir') + 1] == osp.join(
         work, f'seg-{protocol}', 'teacher-mocov3')
     assert f'train_dataloader.dataset.data_root={data}' in cmd

@@ -219,3 +219,14 @@ def test_render_has_the_v2_sections():
     assert '## Segmentation (mosaics)' in md
     assert 'Compute time of the whole study' in md and 'training 1h00m' in md
     assert '| 40.00 | 20.00 |' in md
+    # each protocol's settings once, in the segmentation section
+    assert ('- finetune: BN + 1x1 conv head fine-tuned end to end with the '
+            'model (layer decay 0.9), 4 iterations of batch 4 on 16 84x84 '
+            'Fashion-MNIST mosaics, tested on 8;') in md
+    assert '- linear: linear probe (BN + 1x1 conv) of the frozen model, 4 ' \
+        in md
+    assert md.count('iterations of batch') == 2
+    # the cpu preset's iterations are its configs' schedules
+    md = render(rows, [], dict(info, settings=study.PRESETS['cpu']))
+    assert 'layer decay 0.9), 1000 iterations of batch 16 on 500' in md
+    assert 'frozen model, 300 iterations' in md

@@ -15,8 +15,8 @@ from .claims import aggregate, check_claims, pooled_std
 from .evaluate import DATASETS, Evaluator, evaluate_run
 from .plots import plot
 from .report import render
-from .rows import (KNN, PRESETS, SEG_PROTOCOLS, SEG_V2, SEG_V2_CONFIGS,
-                   run_key, seg_iters, select_rows, study_rows)
+from .rows import (KNN, PRESETS, SEG_PROTOCOLS, SEG_V2, SEG_V2_METRICS,
+                   run_key, select_rows, study_rows)
 from .runs import device_name, run_extra, train_run, write_run_config
 from .segment import prepare_mosaics, prepare_seg_data, segment
 from .v2 import (aggregate_seg, attach_flops, check_claims_v2,
@@ -80,7 +80,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='skip the segmentation transfer')
     parser.add_argument(
         '--seg-protocol',
-        choices=['scenes', *SEG_V2_CONFIGS],
+        choices=list(SEG_PROTOCOLS),
         default=None,
         help='segmentation transfer: UperNet on the composed scenes '
         '(protocol v1\'s default), or on the Fashion-MNIST mosaics, '
@@ -125,6 +125,18 @@ def _plan(progress: Progress, rows: List[dict], preset: dict) -> None:
         progress.plan(f'seg {task["protocol"]} {task["name"]}', est['seg'])
 
 
+def pick_seg_protocol(preset: dict, name: str, protocol: str) -> dict:
+    """The ``seg`` of preset ``name`` for ``--seg-protocol=protocol``: v2
+    runs its rows and seeds under that protocol only; v1 segments its one
+    model set under it, with v2's sizes for the preset's machine (the
+    scenes keep v1's own)."""
+    if preset.get('protocol', 1) >= 2:
+        return dict(preset['seg'], protocols=[protocol])
+    if protocol == 'scenes':
+        return preset['seg']
+    return seg_settings({'seg': SEG_V2[name.replace('-v1', '')]}, protocol)
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     """Run (or resume) the study; return its info, rows and claims.
 
@@ -137,12 +149,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     v2 = preset.get('protocol', 1) >= 2
     if args.seeds is not None:
         preset['seeds'] = list(range(args.seeds))
-    if args.seg_protocol and v2:
-        preset['seg'] = dict(preset['seg'], protocols=[args.seg_protocol])
-    elif args.seg_protocol not in (None, 'scenes'):
-        seg = SEG_V2[args.preset.replace('-v1', '')]
-        preset['seg'] = dict(seg, iters=seg_iters(seg, args.seg_protocol),
-                             protocol=args.seg_protocol)
+    if args.seg_protocol:
+        preset['seg'] = pick_seg_protocol(preset, args.preset,
+                                          args.seg_protocol)
     jobs = args.jobs or preset['jobs']
     command = command_line('study', argv)
     try:  # before hours of training, not after them
@@ -227,8 +236,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                         'mnist_linear_top1')}
     if v2:
         # over every segmented row (their seeds are the segmentation's)
-        spread.update({'miou_' + p: pooled_std(rows, 'miou_' + p, None)
-                       for p in SEG_PROTOCOLS.values()})
+        spread.update({m: pooled_std(rows, m, None)
+                       for m in SEG_V2_METRICS})
     # the claims compare fixed rows; a --rows selection may leave them out
     claims = check_claims(rows) if not args.rows else []
     if v2 and not args.rows:

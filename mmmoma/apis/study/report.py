@@ -5,19 +5,7 @@ from ..common import fmt_time
 from .rows import (KNN, PROBE, SEG_PROTOCOLS, TEACHER_NAMES, recipe_pairs,
                    seg_iters)
 
-# The segmentation protocols (tools/study.py --seg-protocol) in words.
-SEG_MODELS = {
-    'scenes': 'UperNet',
-    'mosaics-finetune': 'BN + 1x1 conv head fine-tuned end to end with the '
-    'model (layer decay 0.9)',
-    'mosaics-linear': 'linear probe (BN + 1x1 conv) of the frozen model',
-    'mosaics-upernet': 'UperNet fine-tuned end to end',
-}
-SEG_DATA = dict(
-    scenes='composed 64x64 scenes',
-    **{p: '84x84 Fashion-MNIST mosaics'
-       for p in SEG_PROTOCOLS})
-
+FINETUNE = SEG_PROTOCOLS['mosaics-finetune']
 
 def _pm(mean: Optional[float], std: Optional[float]) -> str:
     """``mean ± std`` with 2 decimals; ``'-'`` without a mean."""
@@ -198,19 +186,17 @@ def _seg_note(preset: dict, info: dict) -> str:
     """The table's note on its mIoU column."""
     seg = preset['seg']
     if preset.get('protocol', 1) >= 2:
-        return (f'- mIoU: {SEG_MODELS["mosaics-finetune"]} (mean ± std over '
-                f'seeds {seg["seeds"]}), '
-                f'{seg_iters(seg, "mosaics-finetune")} iterations of batch '
-                f'{seg["batch_size"]} on {seg["num_train"]} '
-                f'{SEG_DATA["mosaics-finetune"]}, tested on '
-                f'{seg["num_val"]}; the linear probe below.')
+        return ('- mIoU: the fine-tuned segmentation of the '
+                f'{FINETUNE["data"]} (mean ± std over seeds '
+                f'{seg["seeds"]}); its settings and the linear probe in the '
+                'segmentation section below.')
     protocol = seg.get('protocol', 'scenes')
-    return (f'- mIoU: {SEG_MODELS[protocol]}, {seg_iters(seg, protocol)} '
-            'iterations of '
-            f'batch {seg["batch_size"]} on {seg["num_train"]} '
-            f'{SEG_DATA[protocol]}, tested on {seg["num_val"]}, for the '
-            f'teachers and the best student by k-NN ({info["best"]}, seed '
-            '0).')
+    return (f'- mIoU: {SEG_PROTOCOLS[protocol]["model"]}, '
+            f'{seg_iters(seg, protocol)} iterations of batch '
+            f'{seg["batch_size"]} on {seg["num_train"]} '
+            f'{SEG_PROTOCOLS[protocol]["data"]}, tested on {seg["num_val"]}, '
+            'for the teachers and the best student by k-NN '
+            f'({info["best"]}, seed 0).')
 
 
 def _made_note(info: dict) -> List[str]:
@@ -277,8 +263,9 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
             f'{"yes" if row["teacher_cache"] else "no"} | '
             f'{_flops(row["flops"])} | {match} |')
     # a column per protocol run (v2's two; UperNet when asked for)
-    protocols = [(p, 'miou_' + m) for p, m in SEG_PROTOCOLS.items()
-                 if any(r.get('miou_' + m) is not None for r in rows)]
+    protocols = [(p, s['metric']) for p, s in SEG_PROTOCOLS.items()
+                 if p != 'scenes'
+                 and any(r.get(s['metric']) is not None for r in rows)]
     seg_rows = [r for r in rows
                 if any(r.get(m) is not None for _, m in protocols)]
     if seg_rows:
@@ -286,9 +273,11 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
         seg = info['settings']['seg']
         lines += ['', '## Segmentation (mosaics)', '']
         lines += [
-            f'- {m[5:]}: {SEG_MODELS[p]}, {seg_iters(seg, p)} iterations of '
-            f'batch {seg["batch_size"]}; spread (pooled std) '
-            f'{_opt(spread.get(m))}.' for p, m in protocols
+            f'- {m[5:]}: {SEG_PROTOCOLS[p]["model"]}, {seg_iters(seg, p)} '
+            f'iterations of batch {seg["batch_size"]} on {seg["num_train"]} '
+            f'{SEG_PROTOCOLS[p]["data"]}, tested on {seg["num_val"]}; '
+            f'spread (pooled std) {_opt(spread.get(m))}.'
+            for p, m in protocols
         ]
         lines += [
             '', 'Mean ± std over the seeds of the segmentation training '

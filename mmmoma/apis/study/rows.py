@@ -4,10 +4,11 @@ Every row is a model of the table: a reference, a teacher or a student
 (``kind='moma'``) with its teachers, initialisation, mask ratio, neck,
 loss and seeds; every (row, seed) is one run.
 """
+import functools
 import os.path as osp
 from typing import List, Optional, Tuple
 
-from ..common import REPO_ROOT
+from ..common import REPO_ROOT, load_config
 
 TEACHER_CONFIGS = {
     'mae': osp.join(REPO_ROOT, 'configs', 'demo',
@@ -20,52 +21,71 @@ STUDENT_CONFIG = osp.join(REPO_ROOT, 'configs', 'study',
 SEG_CONFIG = osp.join(
     REPO_ROOT, 'configs', 'study',
     'upernet_vit-tiny-p4_moma-pre_1xb8-2k_fmnist-scenes-64x64.py')
-# Segmentation v2 (opt-in, tools/study.py --seg-protocol): on the
-# Fashion-MNIST mosaics (mmmoma/datasets/fmnist_mosaics.py), the study model
-# fine-tuned end to end under a BN + 1x1 head (docs/study_protocol.md says
-# why not UperNet), the frozen model's linear probe, or UperNet fine-tuned
-# ('mosaics-upernet', not in v2's default list: 2.5x the CPU time); with
-# their own sizes per preset; SEG_CONFIG and the v1 presets' ``seg`` stay
-# the default protocol.
-SEG_V2_CONFIGS = {
-    'mosaics-finetune':
-    osp.join(REPO_ROOT, 'configs', 'study', 'linear-ft_vit-tiny-p4_moma-pre_'
-             '1xb16-1k_fmnist-mosaics-84x84.py'),
-    'mosaics-linear':
-    osp.join(REPO_ROOT, 'configs', 'study',
-             'linear_vit-tiny-p4_moma-pre_1xb16-300i_fmnist-mosaics-84x84.py'),
-    'mosaics-upernet':
-    osp.join(REPO_ROOT, 'configs', 'study', 'upernet_vit-tiny-p4_moma-pre_'
-             '1xb16-300i_fmnist-mosaics-84x84.py'),
-}
-#: Segmentation v2's protocols and the prefix of their row metrics
-#: (``miou_finetune``, ``miou_linear``, ``miou_upernet``).
+_MOSAICS = '84x84 Fashion-MNIST mosaics'
+#: The segmentation protocols (tools/study.py --seg-protocol), one table:
+#: each one's config, row metric, model and data in words. ``scenes`` is
+#: v1's (UperNet on composed scenes, the v1 presets' default); the others
+#: are segmentation v2's, on the Fashion-MNIST mosaics
+#: (mmmoma/datasets/fmnist_mosaics.py): the study model fine-tuned end to
+#: end under a BN + 1x1 head (docs/study_protocol.md says why not
+#: UperNet), the frozen model's linear probe, or UperNet fine-tuned
+#: ('mosaics-upernet', not in v2's default list: 2.5x the CPU time). A
+#: protocol's iterations are its config's ``train_cfg.max_iters`` unless
+#: the preset's ``seg['iters']`` sets them (:func:`seg_iters`).
 SEG_PROTOCOLS = {
-    'mosaics-finetune': 'finetune',
-    'mosaics-linear': 'linear',
-    'mosaics-upernet': 'upernet'
+    'scenes':
+    dict(config=SEG_CONFIG, metric='miou', model='UperNet',
+         data='composed 64x64 scenes'),
+    'mosaics-finetune':
+    dict(config=osp.join(REPO_ROOT, 'configs', 'study',
+                         'linear-ft_vit-tiny-p4_moma-pre_'
+                         '1xb16-1k_fmnist-mosaics-84x84.py'),
+         metric='miou_finetune',
+         model='BN + 1x1 conv head fine-tuned end to end with the model '
+         '(layer decay 0.9)',
+         data=_MOSAICS),
+    'mosaics-linear':
+    dict(config=osp.join(REPO_ROOT, 'configs', 'study',
+                         'linear_vit-tiny-p4_moma-pre_'
+                         '1xb16-300i_fmnist-mosaics-84x84.py'),
+         metric='miou_linear',
+         model='linear probe (BN + 1x1 conv) of the frozen model',
+         data=_MOSAICS),
+    'mosaics-upernet':
+    dict(config=osp.join(REPO_ROOT, 'configs', 'study',
+                         'upernet_vit-tiny-p4_moma-pre_'
+                         '1xb16-300i_fmnist-mosaics-84x84.py'),
+         metric='miou_upernet',
+         model='UperNet fine-tuned end to end',
+         data=_MOSAICS),
 }
-# ``iters``: one number, or one per protocol (its config's schedule: the
-# fine-tune needs 1,000 iterations, measured in docs/study_protocol.md;
-# the frozen probe's head converges in 300).
-_SEG_ITERS = {
-    'mosaics-finetune': 1000,
-    'mosaics-linear': 300,
-    'mosaics-upernet': 300
-}
+#: The row metrics of segmentation v2's protocols.
+SEG_V2_METRICS = [
+    p['metric'] for name, p in SEG_PROTOCOLS.items() if name != 'scenes'
+]
+# ``iters=None``: each protocol's own (fine-tune 1,000, measured in
+# docs/study_protocol.md; the frozen probe's head converges in 300)
 SEG_V2 = {
     'smoke': dict(num_train=16, num_val=8, iters=4, batch_size=4, workers=0),
-    'cpu': dict(num_train=500, num_val=200, iters=_SEG_ITERS, batch_size=16,
+    'cpu': dict(num_train=500, num_val=200, iters=None, batch_size=16,
                 workers=0),
-    'gpu': dict(num_train=500, num_val=200, iters=_SEG_ITERS, batch_size=16,
+    'gpu': dict(num_train=500, num_val=200, iters=None, batch_size=16,
                 workers=2),
 }
 
 
 def seg_iters(seg: dict, protocol: str) -> int:
-    """Iterations of ``protocol`` in a preset's ``seg`` sizes."""
-    iters = seg['iters']
-    return iters[protocol] if isinstance(iters, dict) else iters
+    """Iterations of ``protocol`` under a preset's ``seg`` sizes: their
+    ``iters`` when set, else the protocol's config's."""
+    if seg.get('iters') is not None:
+        return seg['iters']
+    return _config_iters(SEG_PROTOCOLS[protocol]['config'])
+
+
+@functools.lru_cache(maxsize=None)
+def _config_iters(config: str) -> int:
+    """``train_cfg.max_iters`` of a config."""
+    return load_config(config).train_cfg.max_iters
 
 
 # Protocol v2: the recipe rows it runs (the recipe study's two
@@ -128,10 +148,11 @@ _V2_CPU = dict(
     jobs=1,
     recipe_rows=V2_RECIPE_ROWS,
     grid_rows=[],
-    # seg: the mean of a 1,000-iteration fine-tune (~700 s) and a
-    # 300-iteration probe (~150 s), quiet
-    estimate=dict(mae=1150, mocov3=4450, student=450, eval=50, mnist=20,
-                  seg=430, flops=10))
+    # measured, quiet (docs/study-v2): teachers 758 s and 3,644 s,
+    # students 157-206 s, a FLOP count ~1 s; seg: the mean of a
+    # 1,000-iteration fine-tune (~700 s) and a 300-iteration probe (~150 s)
+    estimate=dict(mae=760, mocov3=3650, student=180, eval=50, mnist=20,
+                  seg=430, flops=2))
 # protocol v1 (docs/study/, docs/recipe/): as run, under the names and in
 # the folders its runs were made
 _V1_CPU = dict(

@@ -14,7 +14,7 @@ from mmmoma.datasets.fmnist_scenes import make_scenes
 from ..common import (REPO_ROOT, Progress, config_hash, fmt_time, read_cache,
                       read_json, run_tool, write_cache)
 from ..curves import find_scalars, read_scalars
-from .rows import SEG_CONFIG, SEG_V2_CONFIGS, seg_iters
+from .rows import SEG_PROTOCOLS, seg_iters
 
 
 def _make_unless_made(out: str, wanted: dict,
@@ -107,7 +107,7 @@ def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
     one start-up per model instead of two with ``tools/test.py``. With a
     v2 ``protocol`` in ``preset['seg']``, the same on the mosaics
     (``scenes`` is then their folder) with that protocol's config
-    (:data:`~.rows.SEG_V2_CONFIGS`), in ``<work>/seg-<protocol>/<name>``.
+    (:data:`~.rows.SEG_PROTOCOLS`), in ``<work>/seg-<protocol>/<name>``.
     ``checkpoint=None`` segments from random init; ``seed`` (default: the
     config's) seeds the segmentation training.
 
@@ -117,12 +117,11 @@ def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
     seg = preset['seg']
     protocol = seg.get('protocol', 'scenes')
     iters = seg_iters(seg, protocol)
+    config = SEG_PROTOCOLS[protocol]['config']
     item = f'seg {name}'  # the progress item
-    if protocol == 'scenes':
-        config, run_dir = SEG_CONFIG, osp.join(work, 'seg', name)
-    else:
+    run_dir = osp.join(work, 'seg', name)
+    if protocol != 'scenes':
         item = f'seg {protocol} {name}'
-        config = SEG_V2_CONFIGS[protocol]
         run_dir = osp.join(work, f'seg-{protocol}', name)
     key = dict(
         checkpoint=checkpoint,

@@ -151,7 +151,7 @@ def aggregate_seg(rows: List[dict], tasks: List[dict],
     by_id = {r['id']: r for r in rows}
     values: Dict[tuple, List[float]] = {}
     for task, result in zip(tasks, results):
-        metric = 'miou_' + SEG_PROTOCOLS[task['protocol']]
+        metric = SEG_PROTOCOLS[task['protocol']]['metric']
         values.setdefault((task['row'], metric), []).append(result['miou'])
     for (row_id, metric), found in values.items():
         by_id[row_id][metric], by_id[row_id][metric + '_std'] = mean_std(
