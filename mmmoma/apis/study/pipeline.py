@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Tuple
 
 from mmmoma.datasets.mnist5k import find_mnist5k
 from mmmoma.fileio import atomic_write
-from ..common import (Progress, add_run_args, command_line, fmt_time,
-                      prepare, resolve_preset, write_json)
+from ..common import (REPO_ROOT, Progress, add_run_args, command_line,
+                      fmt_time, prepare, resolve_preset, write_json)
 from .claims import aggregate, check_claims, pooled_std
 from .evaluate import DATASETS, Evaluator, evaluate_run
 from .plots import plot
@@ -22,6 +22,7 @@ from .segment import prepare_mosaics, prepare_seg_data, segment
 from .v2 import (aggregate_seg, attach_flops, check_claims_v2,
                  count_row_flops, match_epochs, seg_settings, seg_tasks,
                  with_matched)
+from .versions import is_published_folder, published, update_readme
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -276,6 +277,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         for name in outputs + ['study_log.txt']:
             shutil.copy(osp.join(work, name), osp.join(args.publish, name))
         print(f'published to {osp.abspath(args.publish)}/')
+        readme = osp.join(REPO_ROOT, 'README.md')
+        if (is_published_folder(args.publish)
+                and update_readme(readme, published())):
+            print(f'updated the claims of every version in {readme}')
     return dict(info, rows=rows, claims=claims)
 
 

@@ -109,7 +109,7 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
             cells.append(
                 f'{check["a_value"]:.2f} - {check["b_value"]:.2f} '
                 f'(`{check["b"]}`) = {check["diff"]:+.2f} '
-                f'({_rule(check)}: {"yes" if check["held"] else "no"})')
+                f'({rule_text(check)}: {"yes" if check["held"] else "no"})')
         extra = ''
         if 'epochs' in claim:
             e = claim['epochs']
@@ -226,7 +226,7 @@ def _flops(value: Optional[float]) -> str:
     return f'{value / 1e9:.2f} GFLOP'
 
 
-def _rule(check: dict) -> str:
+def rule_text(check: dict) -> str:
     """A check's rule with its margin, as the claims tables print it."""
     margin = check['spread'] or 0.0
     if check['rule'] == 'ge':
@@ -303,7 +303,7 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
         for claim in v2:
             cells = '; '.join(
                 f'{c["metric"]}: {c["a_value"]:.2f} - {c["b_value"]:.2f} '
-                f'(`{c["b"]}`) = {c["diff"]:+.2f} ({_rule(c)}: '
+                f'(`{c["b"]}`) = {c["diff"]:+.2f} ({rule_text(c)}: '
                 f'{"yes" if c["held"] else "no"})' for c in claim['checks'])
             lines.append(f'| {claim["number"]}. {claim["claim"]} | '
                          f'{claim["comparison"]} | {cells} | '
