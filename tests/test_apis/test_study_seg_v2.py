@@ -9,7 +9,8 @@ import pytest
 
 from mmmoma.apis.common import Progress
 from mmmoma.apis.study import PRESETS, parse_args, segment as seg_api
-from mmmoma.apis.study.pipeline import pick_seg_protocol
+from mmmoma.apis.study.pipeline import _share_cores, pick_seg_protocol
+from mmmoma.apis.study.v2 import seg_settings
 from mmmoma.apis.study.rows import SEG_CONFIG, SEG_PROTOCOLS, SEG_V2
 
 V2_PROTOCOLS = sorted(p for p in SEG_PROTOCOLS if p != 'scenes')
@@ -49,6 +50,24 @@ def test_seg_protocol_flag_picks_one_protocol():
             assert preset['seg']['protocols'] == [
                 'mosaics-finetune', 'mosaics-linear'], name
             assert set(preset['seg']['protocols']) < set(V2_PROTOCOLS)
+
+
+def test_segmentation_runs_at_once_are_not_in_their_settings(monkeypatch):
+    # cpu: two at once, a core each; how many ran is not in the cache key
+    preset = PRESETS['cpu']
+    assert preset['seg']['jobs'] == 2 and preset['jobs'] == 1
+    assert 'jobs' not in seg_settings(preset, 'mosaics-finetune')
+    monkeypatch.setattr(os, 'cpu_count', lambda: 2)
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    _share_cores(2, 'CPU (2 cores)', user_threads=False)
+    assert os.environ['OMP_NUM_THREADS'] == '1'
+    _share_cores(1, 'CPU (2 cores)', user_threads=False)
+    assert 'OMP_NUM_THREADS' not in os.environ  # all cores to one run
+    _share_cores(2, 'NVIDIA H100', user_threads=False)
+    assert 'OMP_NUM_THREADS' not in os.environ
+    monkeypatch.setenv('OMP_NUM_THREADS', '7')
+    _share_cores(2, 'CPU (2 cores)', user_threads=True)
+    assert os.environ['OMP_NUM_THREADS'] == '7'  # the user's
 
 
 def test_pick_seg_protocol_per_preset():

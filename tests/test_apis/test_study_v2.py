@@ -217,7 +217,7 @@ def test_render_has_the_v2_sections():
     assert '| `moco-mae` | 1 | 0.27 GFLOP | 0.17 GFLOP | yes | 2.50 TFLOP |' \
         in md
     assert '## Segmentation (mosaics)' in md
-    assert 'Compute time of the whole study' in md and 'training 1h00m' in md
+    assert 'Wall time of the whole study' in md and 'training 1h00m' in md
     assert '| 40.00 | 20.00 |' in md
     # each protocol's settings once, in the segmentation section
     assert ('- finetune: BN + 1x1 conv head fine-tuned end to end with the '

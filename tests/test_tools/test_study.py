@@ -73,14 +73,18 @@ def test_every_row_has_numbers(smoke):
             if r['group'] not in ('plateau', 'flops')} == {(1, 256)}
     assert rows['moco-mae-long']['epochs'] == 2
     assert rows['teacher-mae']['epochs'] == 2
-    # the whole study's compute time, from every item's own record
+    # the whole study's wall time, from every item's own record
     made = results['made_seconds']
     assert all(made[k] > 0 for k in ('training', 'evaluation', 'flops',
                                      'segmentation'))
     assert made['total'] == pytest.approx(sum(
         v for k, v in made.items() if k != 'total'))
+    # the smoke preset trains 2 runs at once: each at its half
     assert made['training'] == pytest.approx(sum(
-        r['train_seconds'] or 0 for r in results['runs'].values()))
+        (r['train_seconds'] or 0) / (r.get('jobs') or 1)
+        for r in results['runs'].values()))
+    assert {r['jobs'] for r in results['runs'].values()
+            if r.get('train_seconds')} == {2}
     assert rows['random']['images_seen'] == 0
     # counted FLOPs: the matched rows within one epoch of their target
     for key in V2[1:]:

@@ -166,10 +166,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     progress = Progress('study', log_path=log_path)
     progress.jobs = jobs
     device = device_name()
-    if jobs > 1 and device.startswith('CPU'):
-        # runs side by side share the cores instead of fighting over them
-        os.environ.setdefault('OMP_NUM_THREADS',
-                              str(max(1, (os.cpu_count() or 1) // jobs)))
+    user_threads = 'OMP_NUM_THREADS' in os.environ
+    _share_cores(jobs, device, user_threads)
 
     try:
         all_rows = study_rows(preset)
@@ -230,7 +228,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if v2:
         attach_flops(rows, preset)
 
-    best, seg_seconds = _segment(args, rows, runs, work, preset, jobs,
+    # segmentation runs at once: --jobs, else the preset's own for them
+    seg_jobs = args.jobs or preset['seg'].get('jobs') or jobs
+    _share_cores(seg_jobs, device, user_threads)
+    best, seg_seconds = _segment(args, rows, runs, work, preset, seg_jobs,
                                  progress)
     spread = {m: pooled_std(rows, m)
               for m in ('knn_top1', 'linear_top1', 'mnist_knn_top1',
@@ -284,13 +285,28 @@ def main(argv: Optional[List[str]] = None) -> dict:
     return dict(info, rows=rows, claims=claims)
 
 
+def _share_cores(jobs: int, device: str, user_threads: bool) -> None:
+    """Child tools started from now on share the CPU cores among ``jobs``
+    runs at once instead of fighting over them (``OMP_NUM_THREADS``),
+    unless the user set the threads."""
+    if user_threads or not device.startswith('CPU'):
+        return
+    if jobs > 1:
+        os.environ['OMP_NUM_THREADS'] = str(
+            max(1, (os.cpu_count() or 1) // jobs))
+    else:
+        os.environ.pop('OMP_NUM_THREADS', None)
+
+
 def _made_seconds(rows: List[dict], runs: Dict[str, dict],
                   seg_seconds: float) -> Dict[str, float]:
-    """Seconds of every item of the study as recorded when it was made
-    (a reused item counts its first making): the whole study's compute
-    time, however many invocations made it."""
+    """The whole study's wall time, however many invocations made it:
+    the seconds of every item as recorded when it was made (a reused item
+    counts its first making), a training or segmentation run made beside
+    others at its share (its seconds over the runs at once)."""
     made = dict(
-        training=sum(r.get('train_seconds') or 0.0 for r in runs.values()),
+        training=sum((r.get('train_seconds') or 0.0) / (r.get('jobs') or 1)
+                     for r in runs.values()),
         evaluation=sum(v or 0.0 for r in runs.values()
                        for k, v in r.items() if k.endswith('eval_seconds')),
         flops=sum(r.get('flops_per_image', {}).get('seconds', 0.0)
@@ -320,12 +336,13 @@ def _segment(args: argparse.Namespace, rows: List[dict],
                 pool.submit(segment, t['name'], t['checkpoint'], mosaics,
                             work, dict(preset, seg=seg_settings(
                                 preset, t['protocol'])),
-                            args.force, progress, t['seed'])
+                            args.force, progress, t['seed'], jobs)
                 for t in tasks
             ]
             results = [f.result() for f in futures]
         aggregate_seg(rows, tasks, results)
-        return None, sum(r['seg_seconds'] for r in results)
+        return None, sum(r['seg_seconds'] / r.get('jobs', 1)
+                         for r in results)
     students = [r for r in rows  # the segmentation configs: 4 px patches
                 if r['kind'] == 'moma' and not r.get('patch_size')]
     best = max(students, key=lambda r: r['knn_top1']) if students else None
@@ -339,13 +356,14 @@ def _segment(args: argparse.Namespace, rows: List[dict],
                 pool.submit(segment, row['id'],
                             runs[run_key(row,
                                          row['seeds'][0])]['checkpoint'],
-                            scenes, work, preset, args.force, progress)
+                            scenes, work, preset, args.force, progress,
+                            jobs=jobs)
                 for row in seg_rows
             ]
             for row, future in zip(seg_rows, futures):
                 result = future.result()
                 row['miou'] = result['miou']
-                seg_seconds += result['seg_seconds']
+                seg_seconds += result['seg_seconds'] / result.get('jobs', 1)
     for name in ('teacher-mae', 'teacher-mocov3', 'best'):
         progress.finish(f'seg {name}')
     return (best['id'] if best else None), seg_seconds

@@ -200,15 +200,16 @@ def _seg_note(preset: dict, info: dict) -> str:
 
 
 def _made_note(info: dict) -> List[str]:
-    """The whole study's compute time, however many invocations made it:
+    """The whole study's wall time, however many invocations made it:
     every item's seconds as recorded when it was made."""
     made = info.get('made_seconds')
     if not made:
         return []
     return [
-        f'- Compute time of the whole study, every item at the time it was '
-        f'made (over however many invocations; {info["jobs"]} run(s) at '
-        f'once): {fmt_time(made["total"])} (training '
+        '- Wall time of the whole study, over however many invocations: '
+        'every item\'s seconds as recorded when it was made, a run made '
+        'beside others at its share (its seconds over the runs at once): '
+        f'{fmt_time(made["total"])} (training '
         f'{fmt_time(made["training"])}, evaluation '
         f'{fmt_time(made["evaluation"])}, FLOP counts '
         f'{fmt_time(made["flops"])}, segmentation '

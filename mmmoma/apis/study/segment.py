@@ -99,7 +99,7 @@ def read_miou(run_dir: str) -> Optional[float]:
 
 def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
             preset: dict, force: bool, progress: Progress,
-            seed: Optional[int] = None) -> dict:
+            seed: Optional[int] = None, jobs: int = 1) -> dict:
     """UperNet on the scenes with ``checkpoint`` as backbone; its mIoU.
 
     ``tools/train.py`` trains and then validates the final weights on the
@@ -109,10 +109,13 @@ def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
     (``scenes`` is then their folder) with that protocol's config
     (:data:`~.rows.SEG_PROTOCOLS`), in ``<work>/seg-<protocol>/<name>``.
     ``checkpoint=None`` segments from random init; ``seed`` (default: the
-    config's) seeds the segmentation training.
+    config's) seeds the segmentation training; ``jobs``: the segmentation
+    runs made at once (recorded with the result, for the study's wall
+    time).
 
     Returns:
-        dict: ``miou`` (%) and ``seg_seconds``.
+        dict: ``miou`` (%), ``seg_seconds`` and ``jobs`` (the runs made at
+        once).
     """
     seg = preset['seg']
     protocol = seg.get('protocol', 'scenes')
@@ -170,7 +173,7 @@ def segment(name: str, checkpoint: Optional[str], scenes: str, work: str,
         raise SystemExit(f'segmentation ({name}): no validation mIoU in '
                          f'{run_dir}/*/vis_data/scalars.json (log: '
                          f'{log_path})')
-    results = dict(miou=miou, seg_seconds=time.time() - start)
+    results = dict(miou=miou, seg_seconds=time.time() - start, jobs=jobs)
     write_cache(cache, key, results)
     progress.finish(item)
     progress.log(f'segmentation {name}: mIoU {results["miou"]:.2f} '

@@ -137,10 +137,11 @@ def seg_tasks(rows: List[dict], runs: Optional[Dict[str, dict]],
 
 def seg_settings(preset: dict, protocol: str) -> dict:
     """The settings of one segmentation run of ``protocol``: the preset's
-    sizes, not its lists of rows, seeds and protocols (a segmentation
-    result stays valid when another row or seed is added)."""
+    sizes, not its lists of rows, seeds and protocols, nor how many run
+    at once (a segmentation result stays valid when another row or seed
+    is added)."""
     seg = {k: v for k, v in preset['seg'].items()
-           if k not in ('rows', 'seeds', 'protocols')}
+           if k not in ('rows', 'seeds', 'protocols', 'jobs')}
     return dict(seg, iters=seg_iters(seg, protocol), protocol=protocol)
 
 
