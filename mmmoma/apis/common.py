@@ -215,9 +215,11 @@ def load_config(path: str):
         return Config.fromfile(path)
 
 
-def config_hash(path: str) -> str:
-    """Hash of a resolved config file (its bases included)."""
-    text = load_config(path).pretty_text
+def config_hash(config) -> str:
+    """Hash of a resolved config (its bases included): a file's path, or
+    the ``mmengine.Config`` already loaded from it."""
+    cfg = load_config(config) if isinstance(config, str) else config
+    text = cfg.pretty_text
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -111,3 +111,6 @@ def test_config_hash_follows_the_resolved_config(tmp_path):
     assert len(first) == 16 and first == common.config_hash(str(child))
     base.write_text('a = 3\n')  # an edited base changes the hash
     assert common.config_hash(str(child)) != first
+    # a loaded config hashes as its file does (no second load)
+    assert common.config_hash(common.load_config(str(child))) == \
+        common.config_hash(str(child))

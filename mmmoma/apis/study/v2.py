@@ -44,7 +44,7 @@ def count_row_flops(rows: List[dict], work: str, preset: dict,
         config = write_config(row)
         cfg = load_config(config)
         cached_path = osp.join(work, 'flops', f'{row["id"]}.json')
-        key = dict(config_hash=config_hash(config), batch=batch)
+        key = dict(config_hash=config_hash(cfg), batch=batch)
         counted = read_cache(cached_path, key, force)
         if counted is None:
             start = time.time()
