@@ -21,7 +21,15 @@ STUDENT_CONFIG = osp.join(REPO_ROOT, 'configs', 'study',
 SEG_CONFIG = osp.join(
     REPO_ROOT, 'configs', 'study',
     'upernet_vit-tiny-p4_moma-pre_1xb8-2k_fmnist-scenes-64x64.py')
-_MOSAICS = '84x84 Fashion-MNIST mosaics'
+
+
+def _on_mosaics(config: str, metric: str, model: str) -> dict:
+    """A segmentation v2 protocol: its config in configs/study/."""
+    return dict(config=osp.join(REPO_ROOT, 'configs', 'study', config),
+                metric=metric, model=model,
+                data='84x84 Fashion-MNIST mosaics')
+
+
 #: The segmentation protocols (tools/study.py --seg-protocol), one table:
 #: each one's config, row metric, model and data in words. ``scenes`` is
 #: v1's (UperNet on composed scenes, the v1 presets' default); the others
@@ -37,27 +45,18 @@ SEG_PROTOCOLS = {
     dict(config=SEG_CONFIG, metric='miou', model='UperNet',
          data='composed 64x64 scenes'),
     'mosaics-finetune':
-    dict(config=osp.join(REPO_ROOT, 'configs', 'study',
-                         'linear-ft_vit-tiny-p4_moma-pre_'
-                         '1xb16-1k_fmnist-mosaics-84x84.py'),
-         metric='miou_finetune',
-         model='BN + 1x1 conv head fine-tuned end to end with the model '
-         '(layer decay 0.9)',
-         data=_MOSAICS),
+    _on_mosaics(
+        'linear-ft_vit-tiny-p4_moma-pre_1xb16-1k_fmnist-mosaics-84x84.py',
+        'miou_finetune', 'BN + 1x1 conv head fine-tuned end to end with '
+        'the model (layer decay 0.9)'),
     'mosaics-linear':
-    dict(config=osp.join(REPO_ROOT, 'configs', 'study',
-                         'linear_vit-tiny-p4_moma-pre_'
-                         '1xb16-300i_fmnist-mosaics-84x84.py'),
-         metric='miou_linear',
-         model='linear probe (BN + 1x1 conv) of the frozen model',
-         data=_MOSAICS),
+    _on_mosaics(
+        'linear_vit-tiny-p4_moma-pre_1xb16-300i_fmnist-mosaics-84x84.py',
+        'miou_linear', 'linear probe (BN + 1x1 conv) of the frozen model'),
     'mosaics-upernet':
-    dict(config=osp.join(REPO_ROOT, 'configs', 'study',
-                         'upernet_vit-tiny-p4_moma-pre_'
-                         '1xb16-300i_fmnist-mosaics-84x84.py'),
-         metric='miou_upernet',
-         model='UperNet fine-tuned end to end',
-         data=_MOSAICS),
+    _on_mosaics(
+        'upernet_vit-tiny-p4_moma-pre_1xb16-300i_fmnist-mosaics-84x84.py',
+        'miou_upernet', 'UperNet fine-tuned end to end'),
 }
 #: The row metrics of segmentation v2's protocols.
 SEG_V2_METRICS = [
