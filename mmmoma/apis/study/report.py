@@ -7,6 +7,7 @@ from .rows import (KNN, PROBE, SEG_PROTOCOLS, TEACHER_NAMES, recipe_pairs,
 
 FINETUNE = SEG_PROTOCOLS['mosaics-finetune']
 
+
 def _pm(mean: Optional[float], std: Optional[float]) -> str:
     """``mean ± std`` with 2 decimals; ``'-'`` without a mean."""
     if mean is None:
