@@ -184,6 +184,9 @@ def test_v2_claims_by_the_rules():
     # 5: 40 - 30 > 2 yes; 40 - 43 >= -2 no
     assert claims['5']['verdict'] == 'mixed'
     assert claims['5']['checks'][1]['b'] == 'teacher-mocov3'
+    # the protocol's bar: MoCo v3 teacher at 30% mIoU or more
+    assert claims['5']['bar'] == dict(row='teacher-mocov3', value=43.0,
+                                      needed=30.0, met=True)
     # plateau: k-NN gains 2.5 > 1 (still learning), linear 0.5 <= 1
     assert [c['held'] for c in claims['plateau']['checks']] == [False, True]
     assert claims['plateau']['verdict'] == 'mixed'
@@ -193,6 +196,36 @@ def test_v2_claims_by_the_rules():
     claims = {c['number']: c for c in check_claims_v2(rows[:-1], spread)}
     assert claims['5']['checks'][1]['b'] == 'teacher-mae'
     assert claims['5']['verdict'] == 'held'  # 40 - 41 >= -2
+    assert claims['5']['bar'] is None  # MoCo v3 not segmented
+    rows[-1]['miou_finetune'] = 29.9
+    claims = {c['number']: c for c in check_claims_v2(rows, spread)}
+    assert claims['5']['bar']['met'] is False
+
+
+def test_report_says_whether_the_segmentation_bar_is_met():
+    from mmmoma.apis.study.report import v2_sections
+    rows = [_row('moco-mae', 70.0, 78.0, miou_finetune=40.0),
+            _row('teacher-mocov3', 80.0, 82.0, miou_finetune=12.5)]
+    info = dict(spread=dict(miou_finetune=1.0),
+                settings=study.PRESETS['smoke'])
+    claim = dict(number='5', claim='The student transfers to segmentation',
+                 comparison='c', verdict='held', checks=[], bar=dict(
+                     row='teacher-mocov3', value=12.5, needed=30.0,
+                     met=False))
+    md = '\n'.join(v2_sections(rows, [claim], info))
+    assert ('**The protocol\'s bar is not met**: `teacher-mocov3` '
+            'fine-tuned to 12.50% mIoU, under 30%.') in md
+    # said before the verdict, and beside it
+    assert md.index('bar is not met') < md.index('**held**')
+    assert "**held** (the protocol's bar not met: measured, not decided)" \
+        in md
+    claim['bar'].update(value=34.0, met=True)
+    md = '\n'.join(v2_sections(rows, [claim], info))
+    assert ("The protocol's bar is met: `teacher-mocov3` fine-tuned to "
+            '34.00% mIoU (at least 30%)') in md
+    assert '| **held** |' in md
+    md = '\n'.join(v2_sections(rows, [], info))
+    assert 'was not checked' in md
 
 
 def test_render_has_the_v2_sections():

@@ -58,6 +58,13 @@ def test_side_by_side_has_a_column_per_version():
     assert lines[-1] == (
         '| 5. The student transfers to segmentation | - | **mixed**: mIoU '
         '-1.25 (> 0.50); mIoU +0.75 (>= -0.50) |')
+    # a segmentation protocol under its bar says so beside its verdict
+    v2 = _v2(v1)
+    v2['claims'][-1]['bar'] = dict(row='teacher-mocov3', value=12.0,
+                                   needed=30.0, met=False)
+    assert side_by_side([('v2', v2)])[-1].startswith(
+        "| 5. The student transfers to segmentation | **mixed** (the "
+        "protocol's bar not met): mIoU -1.25")
 
 
 def test_update_readme_rewrites_only_its_block(tmp_path):

@@ -2,8 +2,8 @@
 from typing import List, Optional
 
 from ..common import fmt_time
-from .rows import (KNN, PROBE, SEG_PROTOCOLS, TEACHER_NAMES, recipe_pairs,
-                   seg_iters)
+from .rows import (KNN, PROBE, SEG_PROTOCOLS, SEG_USABLE_MIOU, TEACHER_NAMES,
+                   recipe_pairs, seg_iters)
 
 FINETUNE = SEG_PROTOCOLS['mosaics-finetune']
 
@@ -294,6 +294,7 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
                      for _, m in protocols]
             lines.append(f'| `{row["id"]}` {row["label"]} | ' +
                          ' | '.join(cells) + ' |')
+        lines += ['', _bar_note(claims)]
     v2 = [c for c in claims if c['number'] not in ('1', '2', '3', '4')]
     if v2:
         lines += [
@@ -307,10 +308,31 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
                 f'{c["metric"]}: {c["a_value"]:.2f} - {c["b_value"]:.2f} '
                 f'(`{c["b"]}`) = {c["diff"]:+.2f} ({rule_text(c)}: '
                 f'{"yes" if c["held"] else "no"})' for c in claim['checks'])
+            unusable = (claim.get('bar') or {}).get('met') is False
             lines.append(f'| {claim["number"]}. {claim["claim"]} | '
                          f'{claim["comparison"]} | {cells} | '
-                         f'**{claim["verdict"]}** |')
+                         f'**{claim["verdict"]}**' +
+                         (' (the protocol\'s bar not met: measured, not '
+                          'decided)' if unusable else '') + ' |')
     return lines
+
+
+def _bar_note(claims: List[dict]) -> str:
+    """Whether the segmentation protocol met its bar (claim 5's ``bar``:
+    the MoCo v3 teacher's fine-tuned mIoU), said before the verdict."""
+    bar = next((c.get('bar') for c in claims if c['number'] == '5'), None)
+    if bar is None:
+        return ('- The protocol\'s bar (the MoCo v3 teacher fine-tunes to '
+                f'{SEG_USABLE_MIOU:.0f}% mIoU or more) was not checked: '
+                'that row or claim 5 is not in this run.')
+    value = f'`{bar["row"]}` fine-tuned to {bar["value"]:.2f}% mIoU'
+    if bar['met']:
+        return (f'- The protocol\'s bar is met: {value} (at least '
+                f'{bar["needed"]:.0f}%), so claim 5 is decided below.')
+    return (f'- **The protocol\'s bar is not met**: {value}, under '
+            f'{bar["needed"]:.0f}%. The models are not separated well '
+            'enough from chance for claim 5 to be decided; its verdict '
+            'below is what was measured.')
 
 
 def _opt(value: Optional[float]) -> str:

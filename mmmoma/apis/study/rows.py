@@ -62,6 +62,11 @@ SEG_PROTOCOLS = {
 SEG_V2_METRICS = [
     p['metric'] for name, p in SEG_PROTOCOLS.items() if name != 'scenes'
 ]
+#: Segmentation v2 is usable when the MoCo v3 teacher fine-tunes to this
+#: mIoU (%) or more (docs/study_protocol.md, Protocol v2, "Evaluation",
+#: from the issue's aim); below it the results say so before claim 5's
+#: verdict.
+SEG_USABLE_MIOU = 30.0
 # ``iters=None``: each protocol's own (fine-tune 1,000, measured in
 # docs/study_protocol.md; the frozen probe's head converges in 300)
 SEG_V2 = {

@@ -51,7 +51,10 @@ def _cell(claim: Optional[dict]) -> str:
         f'{_METRICS.get(c["metric"], c["metric"])} {c["diff"]:+.2f} '
         f'({rule_text(dict(c, rule=c.get("rule", claim["rule"])))})'
         for c in claim['checks'])
-    return f'**{claim["verdict"]}**: {checks}'
+    unusable = (claim.get('bar') or {}).get('met') is False
+    return (f'**{claim["verdict"]}**' +
+            (" (the protocol's bar not met)" if unusable else '') +
+            f': {checks}')
 
 
 def side_by_side(studies: List[Tuple[str, dict]]) -> List[str]:
