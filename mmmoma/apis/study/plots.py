@@ -19,10 +19,12 @@ def plot(rows: List[dict], work: str, info: dict) -> List[str]:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in rows:
-        if row['group'] not in ('teacher', 'main') or not row['knn_curve']:
+        # the plateau check's longer run shows where the students go next
+        if (row['group'] not in ('teacher', 'main', 'plateau')
+                or not row['knn_curve']):
             continue
         xs, ys = zip(*row['knn_curve'])
-        style = '-o' if row['group'] == 'teacher' else '--s'
+        style = {'teacher': '-o', 'main': '--s'}.get(row['group'], ':^')
         ax.plot(xs, ys, style, label=row['label'], markersize=4)
     ax.set_xlabel('training epochs of the model itself')
     ax.set_ylabel('k-NN top-1 (%), monitor')
@@ -62,7 +64,11 @@ def _flops(plt, rows: List[dict], preset: dict, work: str) -> str:
         xs, ys = zip(*points)
         style = {'teacher': '-o', 'main': '--s'}.get(row['group'], ':^')
         ax.plot(xs, ys, style, label=row['label'], markersize=4)
+    # linear below 1e12, so that the initialisations (0 FLOPs) show; ticks
+    # at 0 and the decades above it only (a 1e11 tick would overlap 0)
     ax.set_xscale('symlog', linthresh=1e12)
+    top = max(ax.get_xlim()[1], 1e12)
+    ax.set_xticks([0.0] + [10.0**k for k in range(12, 17) if 10.0**k <= top])
     ax.set_xlabel('cumulative training FLOPs (counted; teachers\' forward '
                   'included)')
     ax.set_ylabel('k-NN top-1 (%), monitor')
@@ -161,8 +167,9 @@ def _recipe(plt, rows: List[dict], work: str) -> str:
     axes[0].set_yticklabels(
         [f'{r["id"]} (vs {b["id"]})' for r, b in pairs], fontsize=8)
     fig.suptitle('Recipe options against the paper\'s recipe, same '
-                 'teachers, init and budget (green: beyond 1 std)',
-                 fontsize=9)
+                 'teachers, init and budget (green / red: up / down by '
+                 'more than the std of the difference over seeds; grey: '
+                 'within it)', fontsize=9)
     fig.tight_layout()
     path = osp.join(work, 'recipe.png')
     fig.savefig(path, dpi=120)

@@ -58,15 +58,19 @@ def _cell(claim: Optional[dict]) -> str:
 
 
 def side_by_side(studies: List[Tuple[str, dict]]) -> List[str]:
-    """A markdown table: a line per claim (in the order the versions first
-    state them), a column per version: its verdict and each check's
-    difference with the rule it had to meet (``-``: not tested there)."""
+    """A markdown table: a line per claim (by number, a claim's variants
+    in the order the versions first state them), a column per version:
+    its verdict and each check's difference with the rule it had to meet
+    (``-``: not tested there)."""
     order, text = [], {}
     for _, results in studies:
         for claim in results['claims']:
             if claim['number'] not in text:
                 order.append(claim['number'])
                 text[claim['number']] = claim['claim']
+    # a claim's variants (``2 (FLOPs)``) beside it; checks (``plateau``)
+    # after the numbered claims
+    order.sort(key=lambda n: int(n.split()[0]) if n[0].isdigit() else 99)
     by_version = [{c['number']: c for c in results['claims']}
                   for _, results in studies]
     lines = [
