@@ -67,8 +67,9 @@ def _flops(plt, rows: List[dict], preset: dict, work: str) -> str:
     # linear below 1e12, so that the initialisations (0 FLOPs) show; ticks
     # at 0 and the decades above it only (a 1e11 tick would overlap 0)
     ax.set_xscale('symlog', linthresh=1e12)
-    top = max(ax.get_xlim()[1], 1e12)
-    ax.set_xticks([0.0] + [10.0**k for k in range(12, 17) if 10.0**k <= top])
+    decades = [10.0**k for k in range(12, 17) if 10.0**k <= ax.get_xlim()[1]]
+    if decades:  # a smoke run's FLOPs stay under 1e12: default ticks
+        ax.set_xticks([0.0] + decades)
     ax.set_xlabel('cumulative training FLOPs (counted; teachers\' forward '
                   'included)')
     ax.set_ylabel('k-NN top-1 (%), monitor')
