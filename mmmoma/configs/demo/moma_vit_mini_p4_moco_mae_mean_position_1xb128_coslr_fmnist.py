@@ -1,6 +1,6 @@
-# MOMA on Fashion-MNIST, step 3 of tools/demo.py: the paper's step with the
-# mean of the teachers' last two blocks as targets, standardised per
-# (position, channel). Pure-Python form of
+# MOMA on Fashion-MNIST, the demo's step 3 from the recipe study to study
+# v2: the paper's step with the mean of the teachers' last two blocks as
+# targets, standardised per (position, channel). Pure-Python form of
 # configs/demo/moma_vit-mini-p4_moco-mae-mean-position_1xb128-coslr_fmnist.py.
 from mmengine.config import read_base
 
