@@ -246,6 +246,7 @@ def test_render_has_the_v2_sections():
                                   segmentation=3600.0),
                 spread=dict(knn_top1=None, linear_top1=None))
     md = render(rows, [], info)
+    assert 'no row was segmented' not in md
     assert '## Training compute' in md
     assert '| `moco-mae` | 1 | 0.27 GFLOP | 0.17 GFLOP | yes | 2.50 TFLOP |' \
         in md
@@ -263,3 +264,9 @@ def test_render_has_the_v2_sections():
     md = render(rows, [], dict(info, settings=study.PRESETS['cpu']))
     assert 'layer decay 0.9), 1000 iterations of batch 16 on 500' in md
     assert 'frozen model, 300 iterations' in md
+    # --no-seg: the mIoU column says why it is empty
+    for key in ('miou_finetune', 'miou_finetune_std', 'miou_linear'):
+        rows[0].pop(key)
+    md = render(rows, [], info)
+    assert '- mIoU: no row was segmented in this invocation' in md
+    assert '## Segmentation (mosaics)' not in md

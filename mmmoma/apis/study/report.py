@@ -83,7 +83,7 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         f'training set = the first {preset["mnist_train"]:,} of its 4,000 '
         f'train images, test = the first {preset["mnist_test"]:,} of its '
         '1,000 test images.',
-        _seg_note(preset, info),
+        _seg_note(rows, preset, info),
         f'- Wall time: training, k-NN monitoring included, '
         f'{info["jobs"]} run(s) at once; the whole study took '
         f'{fmt_time(info["total_seconds"])} in this invocation (reused '
@@ -183,9 +183,13 @@ def recipe_table(rows: List[dict], info: dict) -> List[str]:
     return lines
 
 
-def _seg_note(preset: dict, info: dict) -> str:
+def _seg_note(rows: List[dict], preset: dict, info: dict) -> str:
     """The table's note on its mIoU column."""
     seg = preset['seg']
+    metrics = [p['metric'] for p in SEG_PROTOCOLS.values()]
+    if not any(r.get(m) is not None for r in rows for m in metrics):
+        return ('- mIoU: no row was segmented in this invocation '
+                '(`--no-seg`, or no segmented row selected).')
     if preset.get('protocol', 1) >= 2:
         return ('- mIoU: the fine-tuned segmentation of the '
                 f'{FINETUNE["data"]} (mean ± std over seeds '
