@@ -58,6 +58,13 @@ def test_side_by_side_has_a_column_per_version():
     assert lines[-1] == (
         '| 5. The student transfers to segmentation | - | **mixed**: mIoU '
         '-1.25 (> 0.50); mIoU +0.75 (>= -0.50) |')
+    # a claim's variant sits under the claim, whatever order it came in
+    v2 = _v2(v1)
+    v2['claims'] += [dict(v2['claims'][1], number='2 (FLOPs)'),
+                     dict(v2['claims'][1], number='plateau')]
+    numbers = [line.split('.')[0][2:]
+               for line in side_by_side([('v2', v2)])[2:]]
+    assert numbers == ['1', '2', '2 (FLOPs)', '3', '4', '5', 'plateau']
     # a segmentation protocol under its bar says so beside its verdict
     v2 = _v2(v1)
     v2['claims'][-1]['bar'] = dict(row='teacher-mocov3', value=12.0,
