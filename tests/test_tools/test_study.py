@@ -39,7 +39,9 @@ def _study(work: Path, publish: Path) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=900)
+        # a guard against a hang, not a speed check (it ran past 900 s when
+        # the 2 cores were shared with a study)
+        timeout=2400)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
 
