@@ -42,7 +42,9 @@ try:  # import mmmoma first: it patches the OpenMMLab stack
 except ModuleNotFoundError:  # a checkout that is not installed: use it
     sys.path.insert(0, osp.abspath(osp.join(__file__, '../..')))
 
+from mmmoma.apis.common import stop_children_on_sigterm  # noqa: E402
 from mmmoma.apis.demo import main  # noqa: E402
 
 if __name__ == '__main__':
+    stop_children_on_sigterm()
     main()

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 import threading
@@ -126,6 +127,34 @@ def tool_env() -> Dict[str, str]:
     return env
 
 
+# The child tools running now (run_tool), for stop_children_on_sigterm.
+_CHILDREN: set = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
+def stop_children_on_sigterm() -> None:
+    """Make SIGTERM to this process stop its child tools too, then exit
+    with 143 (``tools/demo.py`` and ``tools/study.py`` call it).
+
+    By default SIGTERM ends the parent at once and leaves each child
+    ``tools/train.py`` running on, unseen, for as long as its schedule
+    lasts. Here each child gets SIGTERM in turn (one with a
+    PreemptionHook finishes its iteration and checkpoints; others stop at
+    once, as on Ctrl-C) and the parent raises ``SystemExit``: a child in
+    the main thread is waited for (:func:`run_tool`), those of worker
+    threads end their threads.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        with _CHILDREN_LOCK:
+            children = list(_CHILDREN)
+        for child in children:
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run_tool(cmd: List[str],
              log_path: str,
              what: str,
@@ -151,11 +180,27 @@ def run_tool(cmd: List[str],
             stderr=subprocess.STDOUT,
             text=True,
             env=tool_env())
-        for line in proc.stdout:
-            log.write(line)
-            if on_line is not None:
-                on_line(line)
-        code = proc.wait()
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(proc)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if on_line is not None:
+                    on_line(line)
+            code = proc.wait()
+        except BaseException:
+            # stopped (Ctrl-C, SIGTERM): the child stops as well, given
+            # time for a PreemptionHook's checkpoint
+            proc.terminate()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
     if code != 0:
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-40:])

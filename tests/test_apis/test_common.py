@@ -114,3 +114,62 @@ def test_config_hash_follows_the_resolved_config(tmp_path):
     # a loaded config hashes as its file does (no second load)
     assert common.config_hash(common.load_config(str(child))) == \
         common.config_hash(str(child))
+
+
+_CHILD = '''
+import os, signal, sys, time
+name = sys.argv[1]
+def stop(signum, frame):  # as PreemptionHook: checkpoint, then exit 75
+    open(name + '.stopped', 'w').close()
+    sys.exit(75)
+signal.signal(signal.SIGTERM, stop)
+with open(name + '.pid', 'w') as f:
+    f.write(str(os.getpid()))
+print('started', flush=True)
+time.sleep(600)
+'''
+
+_PARENT = '''
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from mmmoma.apis import common
+common.stop_children_on_sigterm()
+child, folder, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def run(i):
+    name = f'{folder}/child{i}'
+    common.run_tool([sys.executable, child, name], name + '.log', 'child')
+if threads:
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, range(threads)))
+else:
+    run(0)
+'''
+
+
+@pytest.mark.parametrize('threads', [0, 2])
+def test_sigterm_stops_the_child_tools_too(tmp_path, threads):
+    """SIGTERM to tools/demo.py or tools/study.py reaches their running
+    tools/train.py children (killing a parent used to leave them training
+    on, unseen), whether a child runs in the main thread or in a worker."""
+    import signal
+    import subprocess
+    import time
+    child, parent = tmp_path / 'child.py', tmp_path / 'parent.py'
+    child.write_text(_CHILD)
+    parent.write_text(_PARENT)
+    proc = subprocess.Popen(
+        [sys.executable, str(parent), str(child), str(tmp_path),
+         str(threads)], env=common.tool_env())
+    names = [tmp_path / f'child{i}' for i in range(max(threads, 1))]
+    deadline = time.time() + 120
+    # a child writes its pid once its SIGTERM handler is in place
+    while not all(n.with_suffix('.pid').is_file() for n in names):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    for name in names:
+        assert name.with_suffix('.stopped').is_file()  # handled SIGTERM
+        pid = int(name.with_suffix('.pid').read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
