@@ -128,8 +128,10 @@ def tool_env() -> Dict[str, str]:
 
 
 # The child tools running now (run_tool), for stop_children_on_sigterm.
+# Reentrant: the SIGTERM handler runs in the main thread, which may hold
+# the lock at that moment (run_tool adding or removing its child).
 _CHILDREN: set = set()
-_CHILDREN_LOCK = threading.Lock()
+_CHILDREN_LOCK = threading.RLock()
 
 
 def stop_children_on_sigterm() -> None:

@@ -312,13 +312,18 @@ def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
                 f'{c["metric"]}: {c["a_value"]:.2f} - {c["b_value"]:.2f} '
                 f'(`{c["b"]}`) = {c["diff"]:+.2f} ({rule_text(c)}: '
                 f'{"yes" if c["held"] else "no"})' for c in claim['checks'])
-            unusable = (claim.get('bar') or {}).get('met') is False
             lines.append(f'| {claim["number"]}. {claim["claim"]} | '
                          f'{claim["comparison"]} | {cells} | '
                          f'**{claim["verdict"]}**' +
                          (' (the protocol\'s bar not met: measured, not '
-                          'decided)' if unusable else '') + ' |')
+                          'decided)' if bar_not_met(claim) else '') + ' |')
     return lines
+
+
+def bar_not_met(claim: dict) -> bool:
+    """Whether a claim carries a protocol bar (claim 5's) that was not
+    met: its verdict is then measured, not decided."""
+    return (claim.get('bar') or {}).get('met') is False
 
 
 def _bar_note(claims: List[dict]) -> str:

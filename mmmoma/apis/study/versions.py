@@ -10,7 +10,7 @@ import os.path as osp
 from typing import List, Optional, Tuple
 
 from ..common import REPO_ROOT
-from .report import rule_text
+from .report import bar_not_met, rule_text
 
 #: Each published protocol version and its folder, relative to the repo.
 PUBLISHED = [('v1', osp.join('docs', 'study')),
@@ -51,9 +51,8 @@ def _cell(claim: Optional[dict]) -> str:
         f'{_METRICS.get(c["metric"], c["metric"])} {c["diff"]:+.2f} '
         f'({rule_text(dict(c, rule=c.get("rule", claim["rule"])))})'
         for c in claim['checks'])
-    unusable = (claim.get('bar') or {}).get('met') is False
     return (f'**{claim["verdict"]}**' +
-            (" (the protocol's bar not met)" if unusable else '') +
+            (" (the protocol's bar not met)" if bar_not_met(claim) else '') +
             f': {checks}')
 
 
