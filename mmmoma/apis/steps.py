@@ -152,6 +152,28 @@ def step_options(name: str, preset: dict, data_root: Optional[str],
     return opts
 
 
+def step_settings(step: Step, preset_name: str, preset: dict,
+                  checkpoints: Dict[str, str],
+                  data_root: Optional[str] = None) -> dict:
+    """What a published checkpoint must hold to be reused for ``step``
+    (the arguments are :func:`train_step`'s), as JSON values."""
+    settings = dict(
+        preset=preset_name,
+        config=osp.basename(step.config),
+        config_hash=config_hash(step.config),  # an edited config retrains
+        epochs=preset['epochs'][step.name],
+        train_samples=preset['train_samples'],
+        batch_size=preset['batch_size'],
+        data_root=data_root,
+        # a retrained teacher makes the student stale
+        teachers={k: osp.getmtime(v)
+                  for k, v in checkpoints.items()}
+        if step.name == 'moma' else None)
+    if step.extra_options:
+        settings['extra_options'] = step.extra_options
+    return json.loads(json.dumps(settings))
+
+
 def train_step(step: Step, preset_name: str, preset: dict,
                progress: Progress, checkpoints: Dict[str, str],
                data_root: Optional[str] = None,
@@ -177,20 +199,8 @@ def train_step(step: Step, preset_name: str, preset: dict,
     name, run_dir, out = step.name, step.run_dir, step.out
     key = step.key or name
     tag = step.tag if step.tag is not None else f'{step.label}{name}: '
-    settings = dict(
-        preset=preset_name,
-        config=osp.basename(step.config),
-        config_hash=config_hash(step.config),  # an edited config retrains
-        epochs=preset['epochs'][name],
-        train_samples=preset['train_samples'],
-        batch_size=preset['batch_size'],
-        data_root=data_root,
-        # a retrained teacher makes the student stale
-        teachers={k: osp.getmtime(v)
-                  for k, v in checkpoints.items()} if name == 'moma' else None)
-    if step.extra_options:
-        settings['extra_options'] = step.extra_options
-    settings = json.loads(json.dumps(settings))
+    settings = step_settings(step, preset_name, preset, checkpoints,
+                             data_root)
     meta = None if force else read_meta(out)
     if meta is not None and meta.get('settings') == settings:
         progress.finish(key)

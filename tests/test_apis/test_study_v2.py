@@ -203,7 +203,7 @@ def test_v2_claims_by_the_rules():
 
 
 def test_report_says_whether_the_segmentation_bar_is_met():
-    from mmmoma.apis.study.report import v2_sections
+    from mmmoma.apis.study.report_v2 import v2_sections
     rows = [_row('moco-mae', 70.0, 78.0, miou_finetune=40.0),
             _row('teacher-mocov3', 80.0, 82.0, miou_finetune=12.5)]
     info = dict(spread=dict(miou_finetune=1.0),

@@ -81,10 +81,16 @@ def test_every_row_has_numbers(smoke):
                                      'segmentation'))
     assert made['total'] == pytest.approx(sum(
         v for k, v in made.items() if k != 'total'))
-    # the smoke preset trains 2 runs at once: each at its half
+    # the smoke preset trains 2 runs at once: each at its half; a run
+    # that is another row's run (the same config, seed and epochs) once
     assert made['training'] == pytest.approx(sum(
         (r['train_seconds'] or 0) / (r.get('jobs') or 1)
-        for r in results['runs'].values()))
+        for r in results['runs'].values() if not r.get('same_run_as')))
+    for key, twin in results['same_runs'].items():
+        assert results['runs'][key]['same_run_as'] == twin
+        assert results['runs'][key]['knn_top1'] == \
+            results['runs'][twin]['knn_top1']
+        assert f'`{key}` is `{twin}`' in (work / 'results.md').read_text()
     assert {r['jobs'] for r in results['runs'].values()
             if r.get('train_seconds')} == {2}
     assert rows['random']['images_seen'] == 0

@@ -6,7 +6,8 @@ protocol of ``docs/study_protocol.md``: teachers, students and ablations
 evaluated by k-NN and a linear probe, on Fashion-MNIST and on MNIST-5k
 (:mod:`.evaluate`), and by segmentation
 (:mod:`.segment`), aggregated over seeds with the claims decided
-(:mod:`.claims`), reported (:mod:`.report`, :mod:`.plots`);
+(:mod:`.claims`), reported (:mod:`.report`, :mod:`.report_v2`,
+:mod:`.plots`);
 :func:`main` runs it all (:mod:`.pipeline`).
 """
 from .claims import aggregate, check_claims, mean_std, pooled_std

@@ -17,7 +17,8 @@ from .plots import plot
 from .report import render
 from .rows import (KNN, PRESETS, SEG_PROTOCOLS, SEG_V2, SEG_V2_METRICS,
                    run_key, select_rows, study_rows)
-from .runs import device_name, run_extra, train_run, write_run_config
+from .runs import (device_name, identical_groups, run_extra, train_run,
+                   write_run_config)
 from .segment import prepare_mosaics, prepare_seg_data, segment
 from .v2 import (aggregate_seg, attach_flops, check_claims_v2,
                  count_row_flops, match_epochs, seg_settings, seg_tasks,
@@ -189,15 +190,22 @@ def main(argv: Optional[List[str]] = None) -> dict:
         tasks = sorted(((row, seed) for row in selected
                         for seed in row['seeds']),
                        key=lambda task: task[0]['seeds'].index(task[1]))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {
-                run_key(row, seed): pool.submit(
-                    train_run, row, seed, work, run_name, preset,
-                    progress, device, args.data_root, args.force)
-                for row, seed in tasks
+
+        def train_group(group: List[Tuple[dict, int]]) -> Dict[str, dict]:
+            first = run_key(*group[0])
+            return {
+                run_key(row, seed): train_run(
+                    row, seed, work, run_name, preset, progress, device,
+                    args.data_root, args.force,
+                    same_as=None if i == 0 else first)
+                for i, (row, seed) in enumerate(group)
             }
-            for key, future in futures.items():
-                runs[key] = future.result()
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(train_group, group)
+                       for group in identical_groups(tasks, work, preset)]
+            for future in futures:
+                runs.update(future.result())
 
     train_all([r for r in rows if r['group'] == 'teacher'])
     if v2:
@@ -253,6 +261,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         best=best,
         spread=spread,
         total_seconds=time.time() - progress.start,
+        same_runs={k: r['same_run_as']
+                   for k, r in runs.items() if r.get('same_run_as')},
         made_seconds=_made_seconds(rows, runs, seg_seconds))
     table = render(rows, claims, info)
     with atomic_write(osp.join(work, 'results.md'), 'w') as f:
@@ -306,7 +316,8 @@ def _made_seconds(rows: List[dict], runs: Dict[str, dict],
     others at its share (its seconds over the runs at once)."""
     made = dict(
         training=sum((r.get('train_seconds') or 0.0) / (r.get('jobs') or 1)
-                     for r in runs.values()),
+                     for r in runs.values()
+                     if not r.get('same_run_as')),  # trained once
         evaluation=sum(v or 0.0 for r in runs.values()
                        for k, v in r.items() if k.endswith('eval_seconds')),
         flops=sum(r.get('flops_per_image', {}).get('seconds', 0.0)

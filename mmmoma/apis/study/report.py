@@ -1,18 +1,13 @@
 """``results.md`` of the study: the table, the claims, how it was made."""
-from typing import List, Optional
+from typing import List
 
 from ..common import fmt_time
-from .rows import (KNN, PROBE, SEG_PROTOCOLS, SEG_USABLE_MIOU, TEACHER_NAMES,
-                   recipe_pairs, seg_iters)
+from .cells import pm, rule_text, spread_text
+from .report_v2 import v2_sections
+from .rows import (KNN, PROBE, SEG_PROTOCOLS, TEACHER_NAMES, recipe_pairs,
+                   seg_iters)
 
 FINETUNE = SEG_PROTOCOLS['mosaics-finetune']
-
-
-def _pm(mean: Optional[float], std: Optional[float]) -> str:
-    """``mean ± std`` with 2 decimals; ``'-'`` without a mean."""
-    if mean is None:
-        return '-'
-    return f'{mean:.2f} ± {std:.2f}' if std is not None else f'{mean:.2f}'
 
 
 def render(rows: List[dict], claims: List[dict], info: dict) -> str:
@@ -46,15 +41,15 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
             wall += f' ± {fmt_time(row["train_seconds_std"])}'
         miou = f'{row["miou"]:.2f}' if row.get('miou') is not None else '-'
         if row.get('miou_finetune') is not None:  # protocol v2
-            miou = _pm(row['miou_finetune'], row.get('miou_finetune_std'))
+            miou = pm(row['miou_finetune'], row.get('miou_finetune_std'))
         lines.append(
             f'| `{row["id"]}` {label} | {teachers} | {init} | {ratio} | '
             f'{len(row["seeds"])} | {row["epochs"]} | '
             f'{row["images_seen"]:,} | '
-            f'{_pm(row["knn_top1"], row["knn_top1_std"])} | '
-            f'{_pm(row["linear_top1"], row["linear_top1_std"])} | '
-            f'{_pm(row["mnist_knn_top1"], row["mnist_knn_top1_std"])} | '
-            f'{_pm(row["mnist_linear_top1"], row["mnist_linear_top1_std"])} '
+            f'{pm(row["knn_top1"], row["knn_top1_std"])} | '
+            f'{pm(row["linear_top1"], row["linear_top1_std"])} | '
+            f'{pm(row["mnist_knn_top1"], row["mnist_knn_top1_std"])} | '
+            f'{pm(row["mnist_linear_top1"], row["mnist_linear_top1_std"])} '
             f'| {miou} | '
             f'{wall} | {", ".join(row["devices"]) or "-"} |')
     samples = preset['train_samples'] or 60000
@@ -89,13 +84,14 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         f'{fmt_time(info["total_seconds"])} in this invocation (reused '
         'results count 0).',
         *_made_note(info),
+        *_same_runs_note(info),
         '',
         '## Claims',
         '',
         'Decision rule (protocol): a difference counts when it exceeds the '
         'spread, the pooled standard deviation over seeds of the main rows '
-        '(k-NN: ' + _opt(info['spread']['knn_top1']) + ', linear: ' +
-        _opt(info['spread']['linear_top1']) + '); a claim holds when it '
+        '(k-NN: ' + spread_text(info['spread']['knn_top1']) + ', linear: ' +
+        spread_text(info['spread']['linear_top1']) + '); a claim holds when it '
         'holds for both metrics, "mixed" when for one.',
         '',
         '| claim | comparison | k-NN: difference (rule) | linear: '
@@ -149,11 +145,11 @@ def recipe_table(rows: List[dict], info: dict) -> List[str]:
         'Each option against the paper\'s recipe with the same teachers, '
         'init, budget and seeds. It helps (hurts) when k-NN and linear '
         'probe both move up (down) by more than the spread (k-NN: ' +
-        _opt(spread['knn_top1']) + ', linear: ' +
-        _opt(spread['linear_top1']) + '). MNIST-5k (a transfer task no '
+        spread_text(spread['knn_top1']) + ', linear: ' +
+        spread_text(spread['linear_top1']) + '). MNIST-5k (a transfer task no '
         'model trained on) is reported beside, outside the verdict (spread '
-        'k-NN: ' + _opt(spread.get('mnist_knn_top1')) + ', linear: ' +
-        _opt(spread.get('mnist_linear_top1')) + ').', '',
+        'k-NN: ' + spread_text(spread.get('mnist_knn_top1')) + ', linear: ' +
+        spread_text(spread.get('mnist_linear_top1')) + ').', '',
         '| row | baseline | seeds | k-NN difference | linear difference '
         '| verdict | MNIST k-NN diff. | MNIST linear diff. |',
         '|---|---|---:|---:|---:|---|---:|---:|'
@@ -222,128 +218,14 @@ def _made_note(info: dict) -> List[str]:
     ]
 
 
-def _flops(value: Optional[float]) -> str:
-    """FLOPs in engineering units (PFLOP, TFLOP, GFLOP)."""
-    if value is None:
-        return '-'
-    for unit, scale in (('PFLOP', 1e15), ('TFLOP', 1e12)):
-        if value >= scale:
-            return f'{value / scale:.2f} {unit}'
-    return f'{value / 1e9:.2f} GFLOP'
-
-
-def rule_text(check: dict) -> str:
-    """A check's rule with its margin, as the claims tables print it."""
-    margin = check['spread'] or 0.0
-    if check['rule'] == 'ge':
-        return f'>= -{margin:.2f}' if margin else '>= 0.00'
-    return f'{">" if check["rule"] == "gt" else "<="} {margin:.2f}'
-
-
-def v2_sections(rows: List[dict], claims: List[dict], info: dict) -> List[str]:
-    """Protocol v2's sections: training compute, segmentation, and the
-    claims at equal FLOPs, on segmentation and the plateau check."""
-    lines = [
-        '', '## Training compute', '',
-        'Counted, not estimated: one training step of each row\'s own config '
-        'through PyTorch\'s FLOP counter (forward + backward, the frozen '
-        'teachers\' forward included), per image, times the images trained; '
-        'with `teacher_cache` the teachers count in the first epoch only. '
-        'Not counted: evaluations, the k-NN monitor, the data pipeline and '
-        'a student\'s teachers\' own pretraining (their rows give it).', '',
-        '| row | epochs | per image and step | teachers\' forward in it | '
-        'teacher cache | training FLOPs | matched to |',
-        '|---|---:|---:|---:|---|---:|---|',
+def _same_runs_note(info: dict) -> List[str]:
+    """The runs trained once for two rows (``info['same_runs']``)."""
+    same = info.get('same_runs')
+    if not same:
+        return []
+    return [
+        '- Trained once: ' + '; '.join(
+            f'`{key}` is `{twin}`' for key, twin in sorted(same.items()))
+        + ' (the same config, seed and epochs: one run, its numbers and '
+        'wall time in both rows, counted once in the whole study\'s).'
     ]
-    for row in rows:
-        if 'flops' not in row:
-            continue
-        per = row['flops_per_image']
-        match = '-'
-        if row.get('flops_ratio') is not None:
-            match = (f'`{row["match"]}` ({_flops(row["flops_target"])}; '
-                     f'ratio {row["flops_ratio"]:.2f})')
-        lines.append(
-            f'| `{row["id"]}` | {row["epochs"]} | {_flops(per["step"])} | '
-            f'{_flops(per["teachers"])} | '
-            f'{"yes" if row["teacher_cache"] else "no"} | '
-            f'{_flops(row["flops"])} | {match} |')
-    # a column per protocol run (v2's two; UperNet when asked for)
-    protocols = [(p, s['metric']) for p, s in SEG_PROTOCOLS.items()
-                 if p != 'scenes'
-                 and any(r.get(s['metric']) is not None for r in rows)]
-    seg_rows = [r for r in rows
-                if any(r.get(m) is not None for _, m in protocols)]
-    if seg_rows:
-        spread = info['spread']
-        seg = info['settings']['seg']
-        lines += ['', '## Segmentation (mosaics)', '']
-        lines += [
-            f'- {m[5:]}: {SEG_PROTOCOLS[p]["model"]}, {seg_iters(seg, p)} '
-            f'iterations of batch {seg["batch_size"]} on {seg["num_train"]} '
-            f'{SEG_PROTOCOLS[p]["data"]}, tested on {seg["num_val"]}; '
-            f'spread (pooled std) {_opt(spread.get(m))}.'
-            for p, m in protocols
-        ]
-        lines += [
-            '', 'Mean ± std over the seeds of the segmentation training '
-            '(a student\'s seed-k checkpoint with seed k; a teacher\'s one '
-            'checkpoint with each seed).', '',
-            '| row | ' + ' | '.join(f'{m[5:]} mIoU (%)'
-                                   for _, m in protocols) + ' |',
-            '|---|' + '---:|' * len(protocols),
-        ]
-        for row in seg_rows:
-            cells = [_pm(row.get(m), row.get(m + '_std'))
-                     for _, m in protocols]
-            lines.append(f'| `{row["id"]}` {row["label"]} | ' +
-                         ' | '.join(cells) + ' |')
-        lines += ['', _bar_note(claims)]
-    v2 = [c for c in claims if c['number'] not in ('1', '2', '3', '4')]
-    if v2:
-        lines += [
-            '', '## Claims at equal compute, on segmentation, and the '
-            'plateau (protocol v2)', '',
-            '| claim | comparison | check: difference (rule) | verdict |',
-            '|---|---|---|---|',
-        ]
-        for claim in v2:
-            cells = '; '.join(
-                f'{c["metric"]}: {c["a_value"]:.2f} - {c["b_value"]:.2f} '
-                f'(`{c["b"]}`) = {c["diff"]:+.2f} ({rule_text(c)}: '
-                f'{"yes" if c["held"] else "no"})' for c in claim['checks'])
-            lines.append(f'| {claim["number"]}. {claim["claim"]} | '
-                         f'{claim["comparison"]} | {cells} | '
-                         f'**{claim["verdict"]}**' +
-                         (' (the protocol\'s bar not met: measured, not '
-                          'decided)' if bar_not_met(claim) else '') + ' |')
-    return lines
-
-
-def bar_not_met(claim: dict) -> bool:
-    """Whether a claim carries a protocol bar (claim 5's) that was not
-    met: its verdict is then measured, not decided."""
-    return (claim.get('bar') or {}).get('met') is False
-
-
-def _bar_note(claims: List[dict]) -> str:
-    """Whether the segmentation protocol met its bar (claim 5's ``bar``:
-    the MoCo v3 teacher's fine-tuned mIoU), said before the verdict."""
-    bar = next((c.get('bar') for c in claims if c['number'] == '5'), None)
-    if bar is None:
-        return ('- The protocol\'s bar (the MoCo v3 teacher fine-tunes to '
-                f'{SEG_USABLE_MIOU:.0f}% mIoU or more) was not checked: '
-                'that row or claim 5 is not in this run.')
-    value = f'`{bar["row"]}` fine-tuned to {bar["value"]:.2f}% mIoU'
-    if bar['met']:
-        return (f'- The protocol\'s bar is met: {value} (at least '
-                f'{bar["needed"]:.0f}%), so claim 5 is decided below.')
-    return (f'- **The protocol\'s bar is not met**: {value}, under '
-            f'{bar["needed"]:.0f}%. The models are not separated well '
-            'enough from chance for claim 5 to be decided; its verdict '
-            'below is what was measured.')
-
-
-def _opt(value: Optional[float]) -> str:
-    """A spread with 2 decimals, or what its absence means."""
-    return f'{value:.2f}' if value is not None else '0, one seed'

@@ -1,13 +1,14 @@
 """Training the study's runs: each one's config, then the demo's training
 step (:func:`mmmoma.apis.steps.train_step`)."""
+import hashlib
 import json
 import os
 import os.path as osp
 import pprint
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from mmmoma.fileio import atomic_write
-from ..steps import Step, train_step
+from mmmoma.fileio import atomic_save, atomic_write, load_checkpoint
+from ..steps import Step, read_meta, step_settings, train_step
 from ..common import Progress, load_config, read_json
 from .rows import STUDENT_CONFIG, STUDENT_CONFIG_V2, TEACHER_CONFIGS, run_key
 
@@ -143,7 +144,8 @@ def run_extra(row: dict, preset: dict) -> dict:
 
 def train_run(row: dict, seed: int, work: str, preset_name: str,
               preset: dict, progress: Progress, device: str,
-              data_root: Optional[str] = None, force: bool = False) -> dict:
+              data_root: Optional[str] = None, force: bool = False,
+              same_as: Optional[str] = None) -> dict:
     """Train (or reuse) one run through the demo's training step.
 
     Args:
@@ -156,6 +158,10 @@ def train_run(row: dict, seed: int, work: str, preset_name: str,
         device (str): Where it trains, kept with its checkpoint.
         data_root (str, optional): ``--data-root``. Defaults to None.
         force (bool): Retrain even if the run is done. Defaults to False.
+        same_as (str, optional): The key of a run identical to this one
+            (:func:`identical_groups`), trained (or reused) just before:
+            its checkpoint is this run's, marked ``same_run_as``, instead
+            of training the same thing twice. Defaults to None.
 
     Returns:
         dict: The demo's meta of the run, plus ``device``, ``jobs`` and
@@ -177,8 +183,13 @@ def train_run(row: dict, seed: int, work: str, preset_name: str,
         key=key,
         tag=f'{key}: ')
     step_preset = dict(preset, epochs={kind: row['epochs']})
+    if same_as is not None:
+        _adopt(step, checkpoint_of(work, same_as, kind), same_as,
+               step_settings(step, preset_name, step_preset, teachers,
+                             data_root), force, progress)
+        force = False  # adopted: the step below reuses it
     meta = train_step(step, preset_name, step_preset, progress,
-                           teachers, data_root, force)
+                      teachers, data_root, force)
     # where it was trained, kept with the checkpoint it describes
     info_path = osp.join(work, 'runs', key, 'device.json')
     info = read_json(info_path) if osp.isfile(info_path) else None
@@ -189,3 +200,54 @@ def train_run(row: dict, seed: int, work: str, preset_name: str,
             json.dump(info, f)
     return dict(meta, device=info['device'], jobs=info['jobs'],
                 checkpoint=ckpt)
+
+
+def _adopt(step: Step, twin: str, twin_key: str, settings: dict, force: bool,
+           progress: Progress) -> None:
+    """Publish ``twin`` (the checkpoint of run ``twin_key``, identical to
+    ``step``) as ``step``'s, with ``step``'s settings, unless ``step`` has
+    a checkpoint of these settings already (adopted, or trained before
+    this check existed: kept, and every cached evaluation of it)."""
+    own = read_meta(step.out)
+    if not force and own is not None and own.get('settings') == settings:
+        return
+    state = load_checkpoint(twin, name=twin)
+    meta = dict(
+        state['meta'],
+        settings=settings,
+        same_run_as=twin_key,
+        source=osp.relpath(
+            osp.join(osp.dirname(twin), state['meta']['source']),
+            osp.dirname(step.out)))
+    os.makedirs(osp.dirname(step.out), exist_ok=True)
+    atomic_save({'state_dict': state['state_dict'], 'meta': meta}, step.out)
+    progress.log(f'{step.tag}the same run as {twin_key} (identical config, '
+                 f'seed and epochs): its checkpoint, not trained again')
+
+
+def run_identity(row: dict, seed: int, work: str, preset: dict) -> str:
+    """What makes run ``(row, seed)`` the run it is: its config without the
+    row's name, its epochs and its extra options, hashed. Two rows built
+    apart can land on the same run (in v2's cpu preset, mask 0.9 at mask
+    0.5's FLOPs comes out at the plateau row's 20 epochs); a run with the
+    identity of another trains once."""
+    config, _ = write_run_config(work, row, seed, run_extra(row, preset),
+                                 preset)
+    cfg = load_config(config)
+    cfg.study_run.pop('row')
+    text = json.dumps(
+        dict(config=cfg.pretty_text, kind=row['kind'], epochs=row['epochs'],
+             extra=run_extra(row, preset)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def identical_groups(tasks: List[Tuple[dict, int]], work: str,
+                     preset: dict) -> List[List[Tuple[dict, int]]]:
+    """``tasks`` (``(row, seed)``) grouped by :func:`run_identity`, in the
+    order of each group's first task; a group trains its first task and
+    gives the others its checkpoint."""
+    groups: Dict[str, List[Tuple[dict, int]]] = {}
+    for row, seed in tasks:
+        groups.setdefault(run_identity(row, seed, work, preset),
+                          []).append((row, seed))
+    return list(groups.values())

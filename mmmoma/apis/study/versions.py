@@ -10,7 +10,8 @@ import os.path as osp
 from typing import List, Optional, Tuple
 
 from ..common import REPO_ROOT
-from .report import bar_not_met, rule_text
+from .cells import rule_text
+from .report_v2 import bar_not_met
 
 #: Each published protocol version and its folder, relative to the repo.
 PUBLISHED = [('v1', osp.join('docs', 'study')),
