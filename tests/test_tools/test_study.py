@@ -23,8 +23,8 @@ ROWS = [
 # the smoke preset's recipe row (cpu-v1 and gpu-v1 run all of them, cpu and
 # gpu the recommended ones), then protocol v2's plateau and equal-FLOP rows
 RECIPE = ['norm-channel']
-V2 = ['moco-mae-long', 'teacher-mae-flops', 'teacher-mocov3-flops',
-      'mask-0.9-flops-0.5', 'mask-0.9-flops-0.75']
+V2 = ['moco-mae-long', 'moco-mae-4x', 'teacher-mae-flops',
+      'teacher-mocov3-flops', 'mask-0.9-flops-0.5', 'mask-0.9-flops-0.75']
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
@@ -74,6 +74,7 @@ def test_every_row_has_numbers(smoke):
     assert {(r['epochs'], r['images_seen']) for r in students
             if r['group'] not in ('plateau', 'flops')} == {(1, 256)}
     assert rows['moco-mae-long']['epochs'] == 2
+    assert rows['moco-mae-4x']['epochs'] == 4
     assert rows['teacher-mae']['epochs'] == 2
     # the whole study's wall time, from every item's own record
     made = results['made_seconds']
@@ -95,7 +96,7 @@ def test_every_row_has_numbers(smoke):
             if r.get('train_seconds')} == {2}
     assert rows['random']['images_seen'] == 0
     # counted FLOPs: the matched rows within one epoch of their target
-    for key in V2[1:]:
+    for key in V2[2:]:  # the matched rows
         row = rows[key]
         per_epoch = row['flops'] / row['epochs'] if not row[
             'teacher_cache'] else None
@@ -303,11 +304,13 @@ def test_rows_keep_one_budget_and_architecture():
         else:
             assert recipe == study.rows.V2_RECIPE_ROWS + V2
         students = [r for r in rows if r['kind'] == 'moma']
-        # one budget, 3x that for the longer-budget rows, 2x the plateau's
+        # one budget, 3x that for the longer-budget rows, 2x the plateau
+        # check's, 4x (the teachers') the post-hoc curve's
         for row in students:
             if row['group'] != 'flops':  # matched by the study
                 assert row['epochs'] == preset['student_epochs'] * {
-                    'long': 3, 'plateau': 2}.get(row['group'], 1)
+                    'long': 3, 'plateau': 2}.get(row['group'], 1) * (
+                        2 if row['id'] == 'moco-mae-4x' else 1)
         assert len(preset['seeds']) >= (1 if name == 'smoke' else 3)
         for row in students:
             assert len(row['seeds']) == len(

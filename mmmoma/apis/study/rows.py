@@ -405,6 +405,13 @@ def v2_rows(student: dict, preset: dict) -> List[dict]:
         dict(one, id='moco-mae-long', group='plateau',
              epochs=2 * preset['student_epochs'],
              label='MOMA at twice the epochs (plateau check)'),
+        # Post hoc (added after the cpu preset's runs, outside every
+        # verdict): the plateau check failed at twice the epochs, so one
+        # run at the teachers' epochs shows where the curve flattens and
+        # whether the student reaches the teachers at equal epochs.
+        dict(one, id='moco-mae-4x', group='plateau',
+             epochs=4 * preset['student_epochs'],
+             label="MOMA at the teachers' epochs (post hoc)"),
     ]
     for kind in ('mae', 'mocov3'):
         rows.append(dict(
