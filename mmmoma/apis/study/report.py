@@ -90,9 +90,9 @@ def render(rows: List[dict], claims: List[dict], info: dict) -> str:
         '',
         'Decision rule (protocol): a difference counts when it exceeds the '
         'spread, the pooled standard deviation over seeds of the main rows '
-        '(k-NN: ' + spread_text(info['spread']['knn_top1']) + ', linear: ' +
-        spread_text(info['spread']['linear_top1']) + '); a claim holds when it '
-        'holds for both metrics, "mixed" when for one.',
+        '(k-NN: ' + spread_text(info['spread']['knn_top1']) + ', linear: '
+        + spread_text(info['spread']['linear_top1']) + '); a claim holds '
+        'when it holds for both metrics, "mixed" when for one.',
         '',
         '| claim | comparison | k-NN: difference (rule) | linear: '
         'difference (rule) | verdict |',

@@ -231,13 +231,12 @@ def run_identity(row: dict, seed: int, work: str, preset: dict) -> str:
     apart can land on the same run (in v2's cpu preset, mask 0.9 at mask
     0.5's FLOPs comes out at the plateau row's 20 epochs); a run with the
     identity of another trains once."""
-    config, _ = write_run_config(work, row, seed, run_extra(row, preset),
-                                 preset)
-    cfg = load_config(config)
+    extra = run_extra(row, preset)
+    cfg = load_config(write_run_config(work, row, seed, extra, preset)[0])
     cfg.study_run.pop('row')
     text = json.dumps(
         dict(config=cfg.pretty_text, kind=row['kind'], epochs=row['epochs'],
-             extra=run_extra(row, preset)), sort_keys=True)
+             extra=extra), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
